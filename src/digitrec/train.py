@@ -1,0 +1,349 @@
+"""Training: the whole dataset as tensors, shuffled with randperm, one line per epoch.
+
+The loop below is the whole story: shuffle, step, evaluate on the validation split,
+log, save. Choices (best checkpoint, recipe) are made on validation only; the test set
+is scored once at the end, for the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .augment import AffineAug
+from .calibrate import calibrate
+from .checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
+from .data import Dataset, load, split_indices, to_float
+from .evaluate import logits_of, metrics_from_logits
+from .models import count_parameters, create_model
+from .util import atomic_write_text, environment, resolve_device, say, write_json
+
+
+@dataclass
+class TrainConfig:
+    model: str = "seed"  # a name from the model registry
+    model_args: dict = field(default_factory=dict)  # extra keyword arguments for the model
+    dataset: str = "mnist"  # a registered dataset, or a folder of IDX files
+    data_dir: str | None = None  # default: $DIGITREC_DATA or ~/.cache/digitrec
+    epochs: float = 6  # may be fractional: training stops after that share of the last epoch
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov momentum 0.9)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # constant | cosine | onecycle (linear warm-up, linear decay)
+    warmup: float = 0.0  # share of all steps spent warming up (cosine, onecycle)
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    augment: bool = False  # random affine transform per image (rotate, scale, shear, shift)
+    aug_rotate: float = 10.0
+    aug_scale: float = 0.10
+    aug_shear: float = 0.15
+    aug_translate: float = 2.0
+    val_size: int = 5000  # validation images carved from the training set
+    split_seed: int = 0  # fixed, so every run and seed is chosen on the same validation set
+    seed: int = 0  # model initialisation, shuffling and augmentation
+    device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 0  # torch CPU threads; 0 = PyTorch's default
+    amp: str = "off"  # off | bf16: autocast (bf16 on CPUs that support it; bf16 on CUDA)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model (compile time reported separately)
+    eval_every: int = 1  # evaluate on validation every N epochs (and always at the end)
+
+
+# Named starting points; explicit command-line options override them.
+RECIPES: dict[str, dict] = {
+    "seed": dict(model="seed", epochs=6, batch_size=128, lr=1e-3, schedule="cosine"),
+}
+
+
+def config_from(recipe: str | None = None, **overrides) -> TrainConfig:
+    base = dict(RECIPES[recipe]) if recipe else {}
+    if recipe and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**base)
+
+
+class TrainingInterrupted(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]  # biases and norms: no decay
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose adam, adamw or sgd")
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    t = step / max(total, 1)
+    if cfg.schedule == "constant":
+        return 1.0
+    if t < cfg.warmup:
+        return 0.1 + 0.9 * t / cfg.warmup
+    u = (t - cfg.warmup) / max(1 - cfg.warmup, 1e-9)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * u))
+    if cfg.schedule == "onecycle":
+        return max(1.0 - u, 0.0)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: choose constant, cosine or onecycle")
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _progress(total: int, desc: str):
+    if not sys.stderr.isatty() or dist_info()[0] != 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def write_history(out: Path, history: list[dict], step_losses: list[float]) -> None:
+    buf = io.StringIO()
+    if history:
+        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    atomic_write_text(out / "history.csv", buf.getvalue())
+    atomic_write_text(out / "steps.csv", "step,loss\n" + "".join(
+        f"{i},{loss:.6g}\n" for i, loss in enumerate(step_losses)))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume: bool = False,
+          quiet: bool = False) -> dict:
+    """Train `cfg` into the run folder `out`; returns the metrics written to metrics.json."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    rank, world = dist_info()
+    log = (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    torch.manual_seed(cfg.seed)
+
+    ds = data if data is not None else load(cfg.dataset, cfg.data_dir)
+    spec = ds.spec
+    tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
+    x_train = to_float(ds.train_x[tr], spec.mean, spec.std).to(device)  # (N, 1, 28, 28)
+    y_train = ds.train_y[tr].to(device)
+    x_val, y_val = ds.train_x[va], ds.train_y[va]
+    if cfg.channels_last:
+        x_train = x_train.contiguous(memory_format=torch.channels_last)
+    background = (0.0 - spec.mean) / spec.std
+
+    model_args = dict(cfg.model_args, num_classes=spec.num_classes)
+    model = create_model(cfg.model, **model_args).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, total_steps))
+    ema = None
+    if cfg.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    aug = AffineAug(cfg.aug_rotate, cfg.aug_scale, cfg.aug_shear, cfg.aug_translate) if cfg.augment else None
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1)
+
+    history: list[dict] = []
+    step_losses: list[float] = []
+    start_epoch, start_batch, best = 0, 0, {"val_accuracy": -1.0, "val_loss": math.inf, "epoch": 0}
+    train_time = 0.0
+    epoch_gen_state = shuffle_gen.get_state()
+    if resume:
+        st = load_checkpoint(out / "last.pt")
+        state = st.get("train_state")
+        if state is None:
+            raise ValueError(f"{out / 'last.pt'} holds no training state to resume from")
+        unwrap(model).load_state_dict(st["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        epoch_gen_state = state["shuffle_gen_epoch"]
+        aug_gen.set_state(state["aug_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, start_batch = state["epoch"], state["batch"]
+        history, step_losses, best = state["history"], state["step_losses"], state["best"]
+        train_time = state["train_time"]
+        log(f"resuming {out} at epoch {start_epoch + 1}, batch {start_batch}")
+    elif rank == 0:
+        write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_device": device})
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model)
+    fwd = torch.compile(model) if cfg.compile else model
+    amp = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+    meta_base = {"dataset": {**spec.to_json(), "checksums": ds.checksums}, "config": dataclasses.asdict(cfg),
+                 "environment": environment(device), "parameters": count_parameters(unwrap(model))}
+
+    def snapshot(epoch: int, batch: int, partial: list[float]) -> dict:
+        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "shuffle_gen_epoch": epoch_gen_state, "aug_gen": aug_gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch, "batch": batch,
+                "history": history, "step_losses": step_losses + partial, "best": best,
+                "train_time": train_time}
+
+    def eval_model():
+        return ema.module if ema is not None else unwrap(model)
+
+    interrupted = []
+    old_handler = None
+    if rank == 0 and hasattr(signal, "SIGINT"):
+        try:
+            old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+        except ValueError:  # not in the main thread
+            old_handler = None
+    step = start_epoch * steps_per_epoch + start_batch
+    try:
+        for epoch in range(start_epoch, n_epochs):
+            t0 = time.perf_counter()
+            shuffle_gen.set_state(epoch_gen_state)
+            perm = torch.randperm(n, generator=shuffle_gen).to(device)
+            next_gen_state = shuffle_gen.get_state()
+            first = start_batch if epoch == start_epoch else 0
+            last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            losses = torch.zeros(last - first, device=device)
+            bar = _progress(last - first, f"epoch {epoch + 1}/{n_epochs}")
+            model.train()
+            for i in range(first, last):
+                idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                if world > 1:
+                    idx = idx[rank::world]  # each rank its own shard of every batch
+                x, y = x_train[idx], y_train[idx]
+                if aug is not None:
+                    x = aug(x, background, aug_gen)
+                with amp:
+                    loss = F.cross_entropy(fwd(x), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(unwrap(model))
+                losses[i - first] = loss.detach()
+                step += 1
+                if bar is not None:
+                    bar.update()
+                if interrupted:
+                    train_time += time.perf_counter() - t0
+                    if rank == 0:
+                        save_checkpoint(out / "last.pt", eval_model(), cfg.model, model_args, meta_base,
+                                        snapshot(epoch, i + 1, losses[: i + 1 - first].tolist()))
+                    raise TrainingInterrupted(f"interrupted; saved {out / 'last.pt'} at epoch {epoch + 1}, "
+                                              f"batch {i + 1}. Continue with: digitrec train --resume {out}")
+            if bar is not None:
+                bar.close()
+            epoch_losses = losses.tolist()
+            step_losses.extend(epoch_losses)
+            train_time += time.perf_counter() - t0
+            epoch_gen_state = next_gen_state
+            if rank != 0:
+                continue
+            row = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
+                   "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
+                   "val_loss": float("nan"), "val_accuracy": float("nan"), "epoch_seconds": time.perf_counter() - t0}
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == n_epochs:
+                vm = metrics_from_logits(logits_of(eval_model(), x_val, spec.mean, spec.std, device), y_val,
+                                         spec.num_classes)
+                row["val_loss"], row["val_accuracy"] = vm.loss, vm.accuracy
+                if (vm.accuracy, -vm.loss) > (best["val_accuracy"], -best["val_loss"]):
+                    best = {"val_accuracy": vm.accuracy, "val_loss": vm.loss, "epoch": epoch + 1}
+                    save_checkpoint(out / "best.pt", eval_model(), cfg.model, model_args,
+                                    {**meta_base, "epoch": epoch + 1, "val": vm.to_json()})
+            history.append(row)
+            save_checkpoint(out / "last.pt", eval_model(), cfg.model, model_args,
+                            {**meta_base, "epoch": epoch + 1}, snapshot(epoch + 1, 0, []))
+            write_history(out, history, step_losses)
+            log(f"epoch {epoch + 1:>3}/{n_epochs}  train loss {row['train_loss']:.4f}  "
+                f"val loss {row['val_loss']:.4f}  val acc {100 * row['val_accuracy']:.2f}%  "
+                f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s")
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if rank != 0:
+            return {}
+    return finish(out, ds, device, train_time, time.perf_counter() - t_start, best, log)
+
+
+def finish(out: Path, ds: Dataset, device: str, train_time: float, wall: float, best: dict, log) -> dict:
+    """Score the best checkpoint, reloaded from disk, on every split; write metrics.json."""
+    model, ckpt = load_model(out / "best.pt")
+    model.to(device)
+    spec = ds.spec
+    cfg = ckpt["meta"]["config"]
+    tr, va = split_indices(len(ds.train_x), cfg["val_size"], cfg["split_seed"])
+    scores, val_logits = {}, None
+    for name, x, y in (("train", ds.train_x[tr], ds.train_y[tr]), ("val", ds.train_x[va], ds.train_y[va]),
+                       ("test", ds.test_x, ds.test_y)):
+        logits = logits_of(model, x, spec.mean, spec.std, device)
+        scores[name] = metrics_from_logits(logits, y, spec.num_classes).to_json()
+        if name == "val":
+            val_logits, val_y = logits, y
+    calibration = calibrate(val_logits, val_y)
+    metrics = {
+        "model": ckpt["model"], "parameters": ckpt["meta"]["parameters"], "best_epoch": best["epoch"],
+        **{f"{k}_loss": v["loss"] for k, v in scores.items()},
+        **{f"{k}_accuracy": v["accuracy"] for k, v in scores.items()},
+        "per_class_accuracy": dict(zip(spec.classes, scores["test"]["per_class_accuracy"])),
+        "confusion": scores["test"]["confusion"],
+        "train_seconds": train_time, "wall_seconds": wall + 0.0,
+        "seed": cfg["seed"], "calibration": calibration, "dataset": ckpt["meta"]["dataset"],
+        **ckpt["meta"]["environment"],
+    }
+    write_json(out / "metrics.json", metrics)
+    # The metrics travel inside the best checkpoint too, so it stands on its own.
+    ckpt_meta = {**ckpt["meta"], "metrics": {k: metrics[k] for k in
+                                             ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")},
+                 "calibration": calibration}
+    save_checkpoint(out / "best.pt", model, ckpt["model"]["name"], ckpt["model"]["args"], ckpt_meta)
+    log(f"best epoch {best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
+        f"test acc {100 * metrics['test_accuracy']:.2f}%  ({train_time:.1f}s training, {wall:.1f}s in all)")
+    return metrics
