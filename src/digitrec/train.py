@@ -76,6 +76,21 @@ def config_from(recipe: str | None = None, **overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Fail fast, before any data is loaded, on options that cannot work."""
+    from .models import MODELS
+
+    choices = {"model": sorted(MODELS), "schedule": ["constant", "cosine", "onecycle"],
+               "optimizer": ["adam", "adamw", "sgd"], "amp": ["off", "bf16"]}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"unknown {name} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+    if cfg.epochs <= 0 or cfg.batch_size <= 0 or cfg.lr <= 0:
+        raise ValueError("--epochs, --batch-size and --lr must be positive")
+    if not 0 <= cfg.ema < 1 or not 0 <= cfg.label_smoothing < 1 or not 0 <= cfg.warmup < 1:
+        raise ValueError("--ema, --label-smoothing and --warmup must be in [0, 1)")
+
+
 class TrainingInterrupted(Exception):
     pass
 
@@ -142,6 +157,7 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
           quiet: bool = False) -> dict:
     """Train `cfg` into the run folder `out`; returns the metrics written to metrics.json."""
     t_start = time.perf_counter()
+    check_config(cfg)
     out = Path(out)
     rank, world = dist_info()
     log = (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True))
@@ -159,6 +175,9 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
 
     ds = data if data is not None else load(cfg.dataset, cfg.data_dir)
     spec = ds.spec
+    if not 0 < cfg.val_size < len(ds.train_x):
+        raise ValueError(f"--val-size {cfg.val_size} must be between 1 and {len(ds.train_x) - 1}: "
+                         f"{spec.name} has {len(ds.train_x):,} training images")
     tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
     x_train = to_float(ds.train_x[tr], spec.mean, spec.std).to(device)  # (N, 1, 28, 28)
     y_train = ds.train_y[tr].to(device)
@@ -207,6 +226,12 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
         start_epoch, start_batch = state["epoch"], state["batch"]
         history, step_losses, best = state["history"], state["step_losses"], state["best"]
         train_time = state["train_time"]
+        if rank == 0:
+            # A kill between last.pt and history.csv leaves the history one epoch short; a kill
+            # inside an atomic write leaves its temp file. last.pt is the truth: restore from it.
+            write_history(out, history, step_losses[: start_epoch * steps_per_epoch])
+            for tmp in out.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         log(f"resuming {out} at epoch {start_epoch + 1}, batch {start_batch}")
     elif rank == 0:
         write_json(out / "config.json", {**dataclasses.asdict(cfg), "resolved_device": device})

@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from digitrec.cli import main
+
+FIGURES = ["loss_curve.png", "correct_grid.png", "errors_grid.png", "confusion.png", "per_class.png", "ink.png",
+           "reliability.png"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "digitrec", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_train_then_evaluate_writes_everything(synth_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(synth_dir), "--epochs", "4", "--batch-size", "32", "--val-size", "100",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("epoch") for line in lines) == 4
+    for name in ("config.json", "history.csv", "steps.csv", "metrics.json", "best.pt", "last.pt"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss",
+                "per_class_accuracy", "confusion", "wall_seconds", "device", "seed", "torch", "git_commit"):
+        assert key in metrics, key
+    assert len(metrics["dataset"]["checksums"]) == 4
+    assert sum(map(sum, metrics["confusion"])) == 200
+    assert metrics["test_accuracy"] > 0.3  # the synthetic glyphs are learnable
+
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert f"test accuracy {100 * metrics['test_accuracy']:.2f}% (same as in training)" in printed
+    for fig in FIGURES:
+        with Image.open(out / fig) as im:  # a real, non-trivial PNG
+            assert im.format == "PNG" and im.width > 200 and im.height > 150
+    report = (out / "report.md").read_text()
+    for fig in FIGURES:
+        assert f"({fig})" in report
+    assert "Most-confused pairs" in report and "faint strokes" in report
+
+
+def test_same_seed_same_metrics(synth_dir, tmp_path):
+    results = []
+    for name in ("a", "b", "c"):
+        seed = "1" if name != "c" else "2"
+        assert main(["train", "--dataset", str(synth_dir), "--epochs", "1", "--val-size", "100", "--seed", seed,
+                     "--device", "cpu", "--quiet", "--out", str(tmp_path / name)]) == 0
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        results.append((m["test_loss"], m["val_loss"], m["confusion"]))
+    assert results[0] == results[1]
+    assert results[0] != results[2]
+
+
+def test_ensemble_evaluation(synth_run, tmp_path, synth_dir):
+    other = tmp_path / "other"
+    assert main(["train", "--dataset", str(synth_dir), "--epochs", "1", "--val-size", "100", "--seed", "5",
+                 "--device", "cpu", "--quiet", "--out", str(other)]) == 0
+    out = tmp_path / "ens"
+    assert main(["evaluate", "--checkpoint", str(synth_run / "best.pt"), str(other / "best.pt"),
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert len(summary["members"]) == 2
+    assert "ensemble of 2" in (out / "report.md").read_text()
+    assert (out / "errors_grid.png").exists() and (out / "loss_curve.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--checkpoint", "/nonexistent/best.pt"], "does not exist"),
+    (["train", "--dataset", "no-such-dataset"], "unknown dataset"),
+    (["train", "--model", "no-such-model", "--dataset", "{synth}"], "unknown model"),
+    (["train", "--schedule", "sideways", "--dataset", "{synth}", "--val-size", "100"], "unknown schedule"),
+    (["train", "--resume", "/nonexistent"], "not a run folder that can be resumed"),
+])
+def test_bad_input_is_a_message_not_a_traceback(args, message, synth_dir):
+    proc = run_cli(*[a.format(synth=synth_dir) for a in args])
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_refuses_to_overwrite_a_run(synth_run):
+    proc = run_cli("train", "--out", synth_run)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
