@@ -69,8 +69,8 @@ def cmd_fetch(args) -> int:
 
     from .data import dataset_dir, default_data_dir
 
-    if args.force:
-        fetch(args.dataset, args.data_dir, force=True)
+    if args.force or args.source:
+        fetch(args.dataset, args.data_dir, force=args.force, source=args.source)
     ds = load(args.dataset, args.data_dir)
     folder = dataset_dir(ds.spec, args.data_dir or default_data_dir())
     print(f"{ds.spec.name}: {len(ds.train_x):,} training and {len(ds.test_x):,} test images, "
@@ -96,12 +96,12 @@ def cmd_train(args) -> int:
         import json
 
         run = args.resume
-        if not (run / "config.json").exists() or not (run / "last.pt").exists():
-            raise UserError(f"{run} is not a run folder that can be resumed (needs config.json and last.pt)")
+        if not (run / "config.json").exists():
+            raise UserError(f"{run} is not a run folder that can be resumed (it has no config.json)")
         saved = json.loads((run / "config.json").read_text())
         saved.pop("resolved_device", None)
         cfg = TrainConfig(**saved)
-        out, resume = run, True
+        out, resume = run, (run / "last.pt").exists()  # killed before its first checkpoint: start again
     else:
         overrides = {f.name: getattr(args, f.name) for f, _ in _config_fields() if f.name != "model_args"}
         overrides["model_args"] = _parse_model_args(args.model_args) if args.model_args else None
@@ -125,7 +125,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_checkpoints
 
-    result = evaluate_checkpoints(args.checkpoint, out=args.out, data_dir=args.data_dir, device=args.device)
+    result = evaluate_checkpoints(args.checkpoint, out=args.out, data_dir=args.data_dir, device=args.device,
+                                  dataset=args.dataset)
     for f in result["figures"]:
         print(f"figure: {f}")
     return 0
@@ -159,14 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_args(p, dataset_default: str | None = "mnist"):
+        from .datasets import REGISTRY
+
         p.add_argument("--dataset", default=dataset_default,
-                       help="a registered dataset or a folder of MNIST-format IDX files")
+                       help=f"{', '.join(REGISTRY)}, or a folder of MNIST-format IDX files"
+                       + (f" (default: {dataset_default or 'the one the checkpoint was trained on'})"))
         p.add_argument("--data-dir", type=Path, default=None,
                        help="data cache folder (default: $DIGITREC_DATA or ~/.cache/digitrec)")
 
     p = sub.add_parser("fetch", help="download and verify the dataset files")
     data_args(p)
     p.add_argument("--force", action="store_true", help="delete the cached files and fetch them again")
+    p.add_argument("--from", dest="source", type=Path, default=None, metavar="FOLDER",
+                   help="take the files from FOLDER first: uncompressed, .gz, or the dataset's archive")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("train", help="train a model into a run folder")
@@ -177,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", nargs="+", type=Path, required=True, metavar="PT",
                    help="one checkpoint, or several for an ensemble")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: the checkpoint's run folder)")
-    p.add_argument("--data-dir", type=Path, default=None, help="data cache folder")
+    data_args(p, dataset_default=None)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=cmd_evaluate)
 
@@ -197,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV with all class probabilities")
     p.add_argument("--save-preview", action="store_true",
                    help="write the 28x28 model input next to each image as <name>.preview.png")
+    p.add_argument("--show", action="store_true",
+                   help="print the 28x28 model input as text under each answer (text output only)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="HTTP API and drawing canvas on http://127.0.0.1:8000")

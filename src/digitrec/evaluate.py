@@ -26,6 +26,10 @@ def logits_of(model: nn.Module, x: torch.Tensor, mean: float, std: float, device
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+def _some(classes, k: int = 5) -> str:
+    return " ".join(classes[:k]) + (" ..." if len(classes) > k else "")
+
+
 @dataclass
 class Metrics:
     loss: float
@@ -56,8 +60,11 @@ def metrics_from_probs(probs: torch.Tensor, y: torch.Tensor, num_classes: int,
 
 
 def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "auto", data=None,
-                         log=print) -> dict:
-    """Reload checkpoints (no retraining), score them and their ensemble, write the report."""
+                         log=print, dataset: str | None = None) -> dict:
+    """Reload checkpoints (no retraining), score them and their ensemble, write the report.
+
+    The test data is the checkpoints' own dataset unless `dataset` names another with the
+    same classes (e.g. an MNIST model on emnist-digits)."""
     from pathlib import Path
 
     from .calibrate import fit_temperature, reliability, unsure_threshold
@@ -75,23 +82,31 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
         raise CheckpointError("the checkpoints were trained on different datasets "
                               f"({', '.join(sorted(datasets))}); an ensemble needs one dataset")
     first = loaded[0][1]["meta"]
-    ds = data if data is not None else load(first["config"]["dataset"], data_dir)
+    ds = data if data is not None else load(dataset or first["config"]["dataset"], data_dir)
     if tuple(ds.spec.classes) != tuple(first["dataset"]["classes"]):
-        raise CheckpointError(f"{paths[0]} was trained on {first['dataset']['name']} "
-                              f"({len(first['dataset']['classes'])} classes) but the data is {ds.spec.name} "
-                              f"({ds.spec.num_classes} classes); pass --dataset {first['dataset']['name']}")
+        trained = first["dataset"]["classes"]
+        raise CheckpointError(
+            f"{paths[0]} was trained on {first['dataset']['name']} ({len(trained)} classes: "
+            f"{_some(trained)}) but the data is {ds.spec.name} ({ds.spec.num_classes} classes: "
+            f"{_some(ds.spec.classes)}); pass --dataset {first['dataset']['name']}, or a dataset with its classes")
     spec = ds.spec
-    if first["dataset"].get("checksums") and first["dataset"]["checksums"] != ds.checksums:
+    if spec.name != first["dataset"]["name"]:
+        log(f"evaluating models trained on {first['dataset']['name']} on {spec.name}")
+    elif first["dataset"].get("checksums") and first["dataset"]["checksums"] != ds.checksums:
         log("warning: the dataset files differ from the ones this model was trained on")
+    # Each model sees images normalised as in its own training, whatever data it is scored on.
+    norm = [(c["meta"]["dataset"]["mean"], c["meta"]["dataset"]["std"]) for _, c in loaded]
     _, va = split_indices(len(ds.train_x), first["config"]["val_size"], first["config"]["split_seed"])
     x_val, y_val = ds.train_x[va], ds.train_y[va]
     members, test_probs, val_probs = [], [], []
-    for path, (model, ckpt) in zip(paths, loaded):
+    for path, (model, ckpt), (mean, std) in zip(paths, loaded, norm):
         model.to(device)
-        lt = logits_of(model, ds.test_x, spec.mean, spec.std, device)
-        lv = logits_of(model, x_val, spec.mean, spec.std, device)
+        lt = logits_of(model, ds.test_x, mean, std, device)
+        lv = logits_of(model, x_val, mean, std, device)
         m = metrics_from_logits(lt, ds.test_y, spec.num_classes)
         stored = ckpt["meta"].get("metrics", {}).get("test_accuracy")
+        if spec.name != first["dataset"]["name"]:
+            stored = None  # that was another dataset's test set
         members.append({"name": f"{ckpt['model']['name']} ({path})", "path": str(path),
                         "parameters": ckpt["meta"].get("parameters", 0), "test": m.to_json(),
                         "stored_test_accuracy": stored})
@@ -116,7 +131,11 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
                    "test_before": reliability(probs, ds.test_y), "test_after": reliability(scaled, ds.test_y),
                    "test_flagged": float(flagged.float().mean()),
                    "test_errors_caught": float((wrong & flagged).sum() / max(int(wrong.sum()), 1))}
-    out = Path(out) if out else (paths[0].parent if len(paths) == 1 else paths[0].parent / "ensemble")
+    if out is None:
+        out = paths[0].parent if len(paths) == 1 else paths[0].parent / "ensemble"
+        if spec.name != first["dataset"]["name"]:
+            out = out / f"on-{spec.name}"  # the run's own report stays as it is
+    out = Path(out)
     title = members[0]["name"] if len(paths) == 1 else f"ensemble of {len(paths)} models"
     result = {"title": title, "dataset": spec.name, "members": members, "ensemble": ens.to_json(),
               "probs": probs, "calibration": calibration}

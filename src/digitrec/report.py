@@ -125,11 +125,12 @@ def plot_grid(x: torch.Tensor, titles: list[str], path: Path, title: str, colors
     n = len(x)
     rows = max(1, -(-n // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3 + 0.4), squeeze=False)
+    size = 7 if max(map(len, titles), default=0) <= 16 else 5.5  # long class names: "T-shirt/top→Dress"
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(x[i].numpy(), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(titles[i], fontsize=7, color=(colors[i] if colors else "black"))
+            ax.set_title(titles[i].replace(" (", "\n("), fontsize=size, color=(colors[i] if colors else "black"))
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
 
@@ -149,7 +150,8 @@ def plot_confusion(confusion: list[list[int]], classes, path: Path) -> None:
                 if c[i, j]:
                     ax.text(j, i, int(c[i, j]), ha="center", va="center", fontsize=7,
                             color="tab:blue" if i == j else "black")
-    ax.set_xticks(range(k), classes, fontsize=7)
+    slant = {"rotation": 45, "ha": "right"} if max(map(len, classes)) > 2 else {}
+    ax.set_xticks(range(k), classes, fontsize=7, **slant)
     ax.set_yticks(range(k), classes, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -162,7 +164,8 @@ def plot_per_class(per_class: list[float], classes, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, len(classes) * 0.35), 3.5))
     acc = [100 * a for a in per_class]
     ax.bar(range(len(classes)), acc, color="tab:blue")
-    ax.set_xticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, fontsize=8,
+                  **({"rotation": 45, "ha": "right"} if max(map(len, classes)) > 2 else {}))
     lo = min(acc)
     ax.set_ylim(max(0, lo - (100 - lo) * 0.5 - 0.5), 100)
     for i, a in enumerate(acc):
@@ -185,7 +188,7 @@ def plot_ink(x: torch.Tensor, wrong: torch.Tensor, path: Path) -> None:
             ax.hist(v[wrong].numpy(), label="misclassified", **kw)
         ax.set_title(labels[name], fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle("Ink statistics: misclassified vs correct test digits", fontsize=10)
+    fig.suptitle("Ink statistics: misclassified vs correct test images", fontsize=10)
     _save(fig, path)
 
 
@@ -226,13 +229,13 @@ def write_report(out: Path, result: dict, x_test: torch.Tensor, y_test: torch.Te
     right_idx = (~wrong).nonzero().flatten()
     right_idx = right_idx[torch.randperm(len(right_idx), generator=g)[:40]]
     plot_grid(x_test[right_idx], [f"{classes[int(pred[i])]} ({100 * float(conf[i]):.0f}%)" for i in right_idx],
-              out / "correct_grid.png", "Correctly classified test digits: prediction (confidence)")
+              out / "correct_grid.png", "Correctly classified test images: prediction (confidence)")
     wrong_idx = wrong.nonzero().flatten()
     wrong_idx = wrong_idx[conf[wrong_idx].argsort(descending=True)][:60]
     plot_grid(x_test[wrong_idx],
               [f"{classes[int(y_test[i])]}→{classes[int(pred[i])]} ({100 * float(conf[i]):.0f}%)" for i in wrong_idx],
               out / "errors_grid.png",
-              f"Misclassified test digits ({int(wrong.sum())} in all, most confident first): true→predicted (confidence)",
+              f"Misclassified test images ({int(wrong.sum())} in all, most confident first): true→predicted (confidence)",
               colors=["tab:red"] * len(wrong_idx))
     plot_confusion(ens["confusion"], classes, out / "confusion.png")
     plot_per_class(ens["per_class_accuracy"], classes, out / "per_class.png")
@@ -265,7 +268,7 @@ def write_report(out: Path, result: dict, x_test: torch.Tensor, y_test: torch.Te
     lines += ["", "Hardest classes: " + ", ".join(f"{c} ({pct(a)})" for c, a in worst) + ".", "",
               "![confusion matrix](confusion.png)", "", "![per-class accuracy](per_class.png)", ""]
     lines += ["## Faint and thin strokes", "",
-              "Ink statistics of misclassified versus correctly classified test digits, and the error "
+              "Ink statistics of misclassified versus correctly classified test images, and the error "
               "rate in each quarter of the test set sorted by that statistic (Q1 = least):", "",
               "| statistic | mean, misclassified | mean, correct | error rate Q1 | Q2 | Q3 | Q4 |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -289,14 +292,14 @@ def write_report(out: Path, result: dict, x_test: torch.Tensor, y_test: torch.Te
 
 def _ink_words(ink: dict) -> str:
     parts = []
-    for name, what in (("intensity", "faint strokes"), ("width", "thin strokes"), ("ink", "digits with little ink")):
+    for name, what in (("intensity", "faint strokes"), ("width", "thin strokes"), ("ink", "images with little ink")):
         s = ink[name]
         q = s["error_rate_by_quartile"]
         if s["mean_wrong"] != s["mean_wrong"]:  # no errors at all
             continue
         ratio = q[0] / q[3] if q[3] > 0 else float("inf")
         conc = "concentrate" if ratio > 1.5 else "do not concentrate" if ratio > 0.67 else "are rarer"
-        parts.append(f"Errors {conc} in {what}: misclassified digits average "
+        parts.append(f"Errors {conc} in {what}: misclassified images average "
                      f"{s['mean_wrong']:.3f} against {s['mean_right']:.3f} for correct ones, and the error rate "
                      f"is {pct(q[0])} in the lowest quarter against {pct(q[3])} in the highest.")
     return " ".join(parts) if parts else "No errors to analyse."
