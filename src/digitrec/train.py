@@ -69,6 +69,11 @@ RECIPES: dict[str, dict] = {
     # Time to 99% on a CPU: a small strided network, large steps, one-cycle schedule.
     "speedrun": dict(model="fast", epochs=2, batch_size=256, lr=0.01, schedule="onecycle", warmup=0.25,
                      channels_last=True, eval_every=100),
+    # The most accurate per CPU-minute: a batch-norm CNN, a random affine transform per image,
+    # AdamW with one-cycle, label smoothing. About 6 minutes on 2 cores.
+    "best": dict(model="deep", model_args={"width": 32}, augment=True, epochs=15, batch_size=128,
+                 optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="onecycle", warmup=0.15,
+                 label_smoothing=0.1, channels_last=True),
 }
 
 
@@ -174,10 +179,10 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
     if world > 1:
         import torch.distributed as dist
 
+        if device == "cuda":  # before the process group, so NCCL binds each rank to its own GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device == "cuda" else "gloo")
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     torch.manual_seed(cfg.seed)
 
     ds = data if data is not None else load(cfg.dataset, cfg.data_dir)

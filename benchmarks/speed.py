@@ -1,0 +1,273 @@
+"""How fast is digitrec? Everything measured side by side in one run, on one machine.
+
+    python benchmarks/speed.py                 # the full benchmark (about 10 minutes on 2 cores)
+    python benchmarks/speed.py --seeds 3 --textbook-batches 200   # a quicker look
+
+Prints Markdown tables:
+1. the textbook pipeline (per-sample Dataset with a PIL-style transform, DataLoader, batch 64)
+   against digitrec's tensor pipeline, same `seed` model and Adam: seconds per epoch, ratio;
+2. the `speedrun` recipe: training seconds to 98% and 99% test accuracy, per seed and mean
+   (data already in memory; warm-up reported separately; evaluation off the clock);
+3. inference throughput of every registered model at batch 1 and 1,024, and peak memory;
+4. process start to first answer of `digitrec predict one.png`.
+The test set is used here only to time the way to a fixed accuracy; no choice is made on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from digitrec.data import load
+from digitrec.evaluate import logits_of
+from digitrec.models import MODELS, count_parameters, create_model
+from digitrec.train import config_from, train
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"Python {platform.python_version()}")
+
+
+# ----------------------------------------------------------------------------- 1. pipelines
+
+
+class TextbookMNIST(torch.utils.data.Dataset):
+    """What the tutorials do: one sample at a time, through PIL, ToTensor and Normalize."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images.numpy(), labels.tolist()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        import numpy as np
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i], mode="L")  # torchvision's MNIST returns a PIL image
+        x = torch.from_numpy(np.array(img, dtype=np.uint8)).float().div(255).unsqueeze(0)  # ToTensor
+        x = (x - 0.1307) / 0.3081  # Normalize((0.1307,), (0.3081,))
+        return x, self.labels[i]
+
+
+def textbook_epoch(ds, max_batches: int | None) -> tuple[float, int]:
+    torch.manual_seed(0)
+    model = create_model("seed")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(TextbookMNIST(ds.train_x, ds.train_y), batch_size=64, shuffle=True)
+    model.train()
+    t0, batches = time.perf_counter(), 0
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        batches += 1
+        if max_batches and batches >= max_batches:
+            break
+    return time.perf_counter() - t0, batches
+
+
+def digitrec_epoch(ds, max_batches: int | None) -> tuple[float, int]:
+    n = len(ds.train_x) - 5000
+    epochs = min(1.0, max_batches * 64 / n) if max_batches else 1.0
+    cfg = config_from("seed", epochs=epochs, batch_size=64, schedule="constant", eval_every=10**6, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        m = train(cfg, tmp, data=ds, quiet=True)
+    return m["train_seconds"], -(-int(epochs * n) // 64)
+
+
+# ----------------------------------------------------------------------------- 2. time to accuracy
+
+
+def time_to_accuracy(ds, seeds: int, targets=(0.98, 0.99), every: int = 10, recipe: str = "speedrun") -> list[dict]:
+    runs = []
+    for seed in range(seeds):
+        reached: dict[float, float] = {}
+
+        def observe(step, seconds, model):
+            acc = float((logits_of(model, ds.test_x, ds.spec.mean, ds.spec.std).argmax(1) == ds.test_y)
+                        .float().mean())
+            for t in targets:
+                if acc >= t and t not in reached:
+                    reached[t] = seconds
+
+        cfg = config_from(recipe, seed=seed, device="cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            m = train(cfg, tmp, data=ds, quiet=True, observe=observe, observe_every=every)
+        runs.append({"seed": seed, "train_seconds": m["train_seconds"], "warmup_seconds": m["warmup_seconds"],
+                     "test_accuracy": m["test_accuracy"], **{f"t{round(t * 100)}": reached.get(t) for t in targets}})
+        print(f"  seed {seed}: " + json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    return runs
+
+
+def augmentation_overhead(steps: int = 30) -> list[dict]:
+    """Training-step time with and without the per-image affine augmentation, same batches."""
+    from digitrec.augment import AffineAug
+
+    rows = []
+    for name, kwargs, bs in (("deep", {"width": 32}, 128), ("fast", {}, 256)):
+        torch.manual_seed(0)
+        model = create_model(name, **kwargs).to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters())
+        x = torch.randn(bs, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (bs,))
+        aug, gen = AffineAug(), torch.Generator().manual_seed(0)
+        times = {False: [], True: []}
+        for i in range(2 * steps + 4):  # alternate, so both see the same machine load
+            augment = bool(i % 2)
+            t0 = time.perf_counter()
+            xb = aug(x, -0.4242, gen) if augment else x
+            loss = F.cross_entropy(model(xb), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i >= 4:
+                times[augment].append(time.perf_counter() - t0)
+        plain, augd = statistics.median(times[False]), statistics.median(times[True])
+        rows.append({"model": name, "batch": bs, "plain_ms": 1000 * plain, "aug_ms": 1000 * augd,
+                     "overhead": augd / plain - 1})
+    return rows
+
+
+# ----------------------------------------------------------------------------- 3. inference
+
+
+def inference_child(name: str) -> None:
+    """Run in a fresh process so that peak memory belongs to this model alone."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    out = {"model": name, "parameters": count_parameters(model)}
+    with torch.inference_mode():
+        for bs, min_time in ((1, 2.0), (1024, 3.0)):
+            x = torch.randn(bs, 1, 28, 28)
+            for _ in range(3):
+                model(x)
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < min_time:
+                model(x)
+                n += bs
+            out[f"batch{bs}"] = n / (time.perf_counter() - t0)
+    out["peak_mib"] = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+    print(json.dumps(out))
+
+
+def inference_all() -> list[dict]:
+    rows = []
+    for name in sorted(MODELS):
+        proc = subprocess.run([sys.executable, __file__, "--inference-child", name], capture_output=True, text=True,
+                              timeout=300, check=True)
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+# ----------------------------------------------------------------------------- 4. CLI start-up
+
+
+def predict_latency(ds, repeats: int = 5) -> list[float] | str:
+    from PIL import Image
+
+    exe = Path(sys.executable).with_name("digitrec")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "one.png"
+        Image.fromarray(255 - ds.test_x[0].numpy()).save(png)  # dark ink on white, like a scan
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            proc = subprocess.run([str(exe), "predict", str(png)], capture_output=True, text=True, timeout=120)
+            times.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                return f"digitrec predict failed: {proc.stderr.strip()[:200]}"
+    return times
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=10, help="seeds for the time-to-accuracy runs")
+    p.add_argument("--textbook-batches", type=int, default=0,
+                   help="time only this many batches of each pipeline (0 = one full epoch)")
+    p.add_argument("--recipe", default="speedrun")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: pipeline,accuracy,augment,inference,predict")
+    p.add_argument("--inference-child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.inference_child:
+        return inference_child(args.inference_child)
+    skip = set(args.skip.split(","))
+    ds = load("mnist")
+    print(f"Machine: {machine()}\n")
+
+    if "pipeline" not in skip:
+        tb, nb = textbook_epoch(ds, args.textbook_batches or None)
+        dr, nd = digitrec_epoch(ds, args.textbook_batches or None)
+        full = (len(ds.train_x) - 5000) / 64
+        tb_epoch, dr_epoch = tb * full / nb, dr * full / nd
+        print("| pipeline (seed model, Adam, batch 64) | seconds per epoch | ratio |\n|---|---:|---:|")
+        print(f"| textbook: per-sample Dataset + DataLoader | {tb_epoch:.1f} | 1.0x |")
+        print(f"| digitrec: tensors + randperm | {dr_epoch:.1f} | {tb_epoch / dr_epoch:.1f}x faster |")
+        if args.textbook_batches:
+            print(f"\n(timed {nb} textbook and {nd} digitrec batches, scaled to a {len(ds.train_x) - 5000:,}-image epoch)")
+        print()
+
+    if "accuracy" not in skip:
+        runs = time_to_accuracy(ds, args.seeds, recipe=args.recipe)
+        print(f"| `{args.recipe}`, {args.seeds} seeds | mean | min | max |\n|---|---:|---:|---:|")
+        for key, label in (("t98", "seconds to 98% test accuracy"), ("t99", "seconds to 99% test accuracy"),
+                           ("train_seconds", "seconds of training in all"), ("warmup_seconds", "warm-up seconds (untimed)")):
+            vals = [r[key] for r in runs if r[key] is not None]
+            missed = len(runs) - len(vals)
+            note = f" ({missed} of {len(runs)} seeds never reached it)" if missed else ""
+            if vals:
+                print(f"| {label}{note} | {statistics.mean(vals):.2f} | {min(vals):.2f} | {max(vals):.2f} |")
+            else:
+                print(f"| {label}{note} | - | - | - |")
+        accs = [100 * r["test_accuracy"] for r in runs]
+        print(f"| final test accuracy (%) | {statistics.mean(accs):.2f} | {min(accs):.2f} | {max(accs):.2f} |\n")
+        print("Per seed: " + json.dumps(runs) + "\n")
+
+    if "augment" not in skip:
+        print("| training step | batch | ms without augmentation | ms with | overhead |\n|---|---:|---:|---:|---:|")
+        for r in augmentation_overhead():
+            print(f"| {r['model']} | {r['batch']} | {r['plain_ms']:.1f} | {r['aug_ms']:.1f} | {100 * r['overhead']:+.1f}% |")
+        print()
+
+    if "inference" not in skip:
+        print("| model | parameters | images/s at batch 1 | images/s at batch 1,024 | peak memory (MiB) |")
+        print("|---|---:|---:|---:|---:|")
+        for r in inference_all():
+            print(f"| {r['model']} | {r['parameters']:,} | {r['batch1']:,.0f} | {r['batch1024']:,.0f} | {r['peak_mib']:.0f} |")
+        print()
+
+    if "predict" not in skip:
+        times = predict_latency(ds)
+        if isinstance(times, str):
+            print(f"`digitrec predict one.png`: {times}")
+        else:
+            print(f"`digitrec predict one.png`, process start to answer: median {statistics.median(times):.2f} s "
+                  f"(min {min(times):.2f}, max {max(times):.2f}, {len(times)} runs)")
+
+
+if __name__ == "__main__":
+    main()
