@@ -29,12 +29,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[serve,onnx,test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Debian packages the tests use: Chromium for the browser test, Fashion-MNIST for a real-data test.
+# Installed when missing and run as root; otherwise those tests skip and say why.
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="chromium"; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium (browser test) and dataset-fashion-mnist"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist >/dev/null; \
-	  else echo "no /usr/bin/chromium: the browser test will be skipped (install Debian's chromium package)"; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not installed:$$missing (the tests that need them will be skipped)"; fi; \
 	fi
 
 clean:
