@@ -299,7 +299,6 @@ def test_fetch_from_a_folder_on_the_command_line(tmp_path, monkeypatch, capsys):
     assert "nowhere is not a folder" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     """The real files of `apt-get install dataset-fashion-mnist` match the registry's sums."""
     spec = REGISTRY["fashion-mnist"]

@@ -1,0 +1,105 @@
+"""Server latency: median of N predictions over loopback, against a real `digitrec serve`.
+
+Starts `digitrec serve` in a subprocess on a free 127.0.0.1 port, waits for /api/health,
+then sends N sequential POST /api/predict requests over one keep-alive connection and
+prints a Markdown table of client-side round-trip times (and the server's own `ms`).
+Inputs: a 280x280 canvas export (RGBA PNG, what the page sends) and a 1600x1200 JPEG photo.
+
+    python benchmarks/latency.py --checkpoint runs/x/best.pt [--n 100]
+
+Measured: seed model (6 epochs), torch 2.13 CPU, 2 CPU cores shared with other jobs (load ~4.8):
+    canvas 280x280 RGBA PNG   median 8.8 ms (p90 9.8), of which 7.1 ms inside the server
+    photo 1600x1200 JPEG      median 55.7 ms (p90 58.7), of which 53.0 ms inside the server
+    (a run at a busier moment gave 17 ms and 139 ms medians: numbers on shared cores vary)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def canvas_png() -> bytes:
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(im).line([(70, 60), (210, 60), (120, 240)], fill=(17, 17, 17, 255), width=20, joint="curve")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def photo_jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    im = Image.new("L", (1600, 1200), 235)
+    ImageDraw.Draw(im).line([(600, 300), (1000, 300), (750, 950)], fill=40, width=45, joint="curve")
+    a = np.asarray(im, np.float32) + rng.normal(0, 4, (1200, 1600))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="model (default: the packaged one)")
+    ap.add_argument("--n", type=int, default=100, help="requests per input")
+    args = ap.parse_args(argv)
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "digitrec", "serve", "--port", str(port)]
+    if args.checkpoint:
+        cmd += ["--checkpoint", str(args.checkpoint)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    health = client.get("/api/health").json()
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        print(f"the server did not start:\n{server.stderr.read()}", file=sys.stderr)
+                        return 1
+                    time.sleep(0.2)
+            print(f"{health['checkpoint']} ({health['model']}, {health['dataset']}), {args.n} sequential "
+                  f"requests per input over one keep-alive loopback connection, after 5 warm-up requests\n")
+            print("| input | bytes | median ms | p90 ms | min ms | server's own ms (median) |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for name, data, ctype in (("canvas 280x280 RGBA PNG", canvas_png(), "image/png"),
+                                      ("photo 1600x1200 JPEG", photo_jpeg(), "image/jpeg")):
+                for _ in range(5):
+                    client.post("/api/predict", content=data, headers={"content-type": ctype})
+                times, inside = [], []
+                for _ in range(args.n):
+                    t0 = time.perf_counter()
+                    r = client.post("/api/predict", content=data, headers={"content-type": ctype})
+                    times.append(1000 * (time.perf_counter() - t0))
+                    r.raise_for_status()
+                    inside.append(r.json()["ms"])
+                times.sort()
+                print(f"| {name} | {len(data):,} | {statistics.median(times):.1f} | "
+                      f"{times[int(0.9 * len(times)) - 1]:.1f} | {times[0]:.1f} | {statistics.median(inside):.1f} |")
+    finally:
+        server.terminate()
+        server.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""ONNX export, and `OnnxModel`, which runs an export with ONNX Runtime behind the torch model's call.
+
+The ONNX file stands on its own, like a checkpoint: its input is `image`, float32
+(batch, 1, 28, 28), normalised as in training; its output `logits` (batch, classes); the
+batch dimension is dynamic. The checkpoint's metadata (class names, normalisation,
+calibration, metrics, config) travels in the model's metadata_props under "digitrec", as
+JSON, with the SHA-256 of the checkpoint it came from, so that a cached export is reused
+only while the checkpoint is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from .checkpoint import FORMAT, CheckpointError, load_model
+from .util import atomic_write
+
+META_KEY = "digitrec"
+OPSET = 20
+TOLERANCE = 1e-4  # largest difference in probabilities from PyTorch that an export may show
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _needs_onnx():
+    from importlib.util import find_spec
+
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if find_spec(m) is None]
+    if missing:
+        raise ImportError(f"ONNX export and the onnx backend need {', '.join(missing)}: "
+                          "pip install 'digitrec[onnx]'")
+
+
+def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
+    """Export `checkpoint` to `out` (default: next to it, .onnx), checked against PyTorch."""
+    _needs_onnx()
+    import onnx
+
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out else checkpoint.with_suffix(".onnx")
+    source_sha = _sha256(checkpoint)
+    model, ckpt = load_model(checkpoint)
+    example = torch.zeros(2, 1, 28, 28)  # (B, 1, 28, 28); B=2, so the exporter does not specialise it to 1
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # it warns about torchvision ops this model does not use
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=OPSET,
+                                        input_names=["image"], output_names=["logits"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    except Exception as e:  # noqa: BLE001  the exporter's errors are many and deep
+        raise CheckpointError(f"could not export the {ckpt['model']['name']!r} model of {checkpoint} to ONNX: "
+                              f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from None
+    finally:
+        onnx_log.setLevel(level)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key = META_KEY
+    entry.value = json.dumps({"format": FORMAT, "model": ckpt["model"], "meta": ckpt["meta"],
+                              "source": checkpoint.name, "source_sha256": source_sha}, default=str)
+    proto.producer_name = "digitrec"
+    atomic_write(out, lambda tmp: onnx.save_model(proto, str(tmp)))
+
+    # Never leave an export that disagrees with the model it came from.
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).softmax(1)
+    got = OnnxModel(out)(x).softmax(1)
+    worst = float((got - want).abs().max())
+    if not worst <= TOLERANCE:
+        out.unlink(missing_ok=True)
+        raise CheckpointError(f"the ONNX export of {checkpoint} differs from PyTorch by {worst:.2g} in "
+                              f"probability (allowed: {TOLERANCE}); it was not kept")
+    return out
+
+
+def _onnx_info(path: Path) -> dict | None:
+    """The digitrec metadata of an ONNX file, or None if it is not a readable digitrec export."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in proto.metadata_props}
+        return json.loads(props[META_KEY])
+    except Exception:  # noqa: BLE001  damaged, foreign or half-written: export again
+        return None
+
+
+def cached_onnx(checkpoint: Path | str) -> Path:
+    """The ONNX export of `checkpoint`: reused if it is up to date, else written next to the
+    checkpoint (or, where that folder is read-only, into the cache folder)."""
+    _needs_onnx()
+    from .data import default_data_dir
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist; train one with `digitrec train` "
+                              "or pass the path of an existing .pt or .onnx file")
+    sha = _sha256(checkpoint)
+    candidates = [checkpoint.with_suffix(".onnx"), default_data_dir() / "onnx" / f"{sha[:16]}.onnx"]
+    for path in candidates:
+        info = _onnx_info(path) if path.is_file() else None
+        if info and info.get("source_sha256") == sha:
+            return path
+    for path in candidates:
+        try:
+            return export_onnx(checkpoint, path)
+        except PermissionError:
+            continue
+    raise CheckpointError(f"cannot write the ONNX export of {checkpoint}: neither "
+                          f"{candidates[0].parent} nor {candidates[1].parent} is writable")
+
+
+class OnnxModel:
+    """A digitrec model run by ONNX Runtime, called like the torch model:
+    float32 (B, 1, 28, 28), normalised -> (B, classes) logits, as torch tensors.
+
+    `path` is a digitrec .onnx file, or a checkpoint, whose export is made or reused.
+    `.meta` is the checkpoint's metadata (classes, normalisation, calibration, ...).
+    """
+
+    training = False  # with eval()/train(), so code written for nn.Module can run it
+
+    def __init__(self, path: Path | str, threads: int = 0):
+        _needs_onnx()
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.suffix.lower() != ".onnx":
+            path = cached_onnx(path)
+        if not path.is_file():
+            raise CheckpointError(f"ONNX model {path} does not exist; make one with `digitrec export CHECKPOINT`")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001  ORT raises its own types for damaged files
+            raise CheckpointError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise CheckpointError(f"{path} is an ONNX model, but not one exported by digitrec: it carries no "
+                                  "class names or normalisation. Export with `digitrec export CHECKPOINT`")
+        info = json.loads(raw)
+        self.path, self.meta, self.model = path, info["meta"], info["model"]
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to("cpu", torch.float32).contiguous()  # (B, 1, 28, 28)
+        if len(x) == 0:
+            return torch.zeros(0, len(self.meta["dataset"]["classes"]))
+        return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])  # (B, C)
+
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxModel":
+        if mode:
+            raise ValueError("an ONNX model runs inference only")
+        return self
+
+
+def export_cli(args) -> int:
+    from .cli import UserError
+
+    if args.format != "onnx":
+        raise UserError(f"unknown export format {args.format!r}: only onnx is supported")
+    try:
+        out = export_onnx(args.checkpoint, args.out)
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    model = OnnxModel(out)
+    classes = model.meta["dataset"]["classes"]
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, ONNX opset {OPSET}): input 'image' float32 "
+          f"(batch, 1, 28, 28), normalised (x / 255 - {model.meta['dataset']['mean']}) / "
+          f"{model.meta['dataset']['std']}; output 'logits' (batch, {len(classes)}); "
+          f"matches PyTorch within {TOLERANCE} in probability")
+    return 0

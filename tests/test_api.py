@@ -1,0 +1,273 @@
+"""The HTTP API through the ASGI test client: answers, the page, and a 4xx (never a 500) for
+every kind of bad input. Uses the synthetic run's model."""
+
+import asyncio
+import base64
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from digitrec.predict import Predictor
+from digitrec.preprocess import preprocess
+from synth import render
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from digitrec.serve import create_app  # noqa: E402
+
+MAX_UPLOAD = 300_000
+
+
+@pytest.fixture(scope="module")
+def predictor(synth_run):
+    return Predictor(synth_run / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    # raise_server_exceptions=False: a bug must show up as a 500 response here, not as an exception.
+    with TestClient(create_app(predictor, max_upload=MAX_UPLOAD, max_concurrency=2),
+                    raise_server_exceptions=False) as c:
+        yield c
+
+
+def png(text="4", size=240, mode="L") -> bytes:
+    g = 255 - render(text).numpy()  # dark ink on white, as drawn on paper
+    im = Image.fromarray(g, "L").resize((size, size), Image.Resampling.BICUBIC).convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def canvas_png(text="4") -> bytes:
+    """Like the page's export: black strokes, alpha = ink, transparent (black) background."""
+    a = np.zeros((280, 280, 4), np.uint8)
+    a[..., 3] = np.asarray(Image.fromarray(render(text).numpy()).resize((280, 280), Image.Resampling.BICUBIC))
+    buf = io.BytesIO()
+    Image.fromarray(a, "RGBA").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_json_error(r, status: int, words: str = ""):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    detail = r.json()["detail"]  # a message, or FastAPI's list of validation errors
+    assert words.lower() in str(detail).lower()
+
+
+# ----------------------------------------------------------------------------- good requests
+
+
+def test_health_lists_the_model(client, predictor):
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    h = r.json()
+    assert h["status"] == "ok" and h["classes"] == predictor.classes
+    assert h["threshold"] == predictor.threshold and h["max_upload"] == MAX_UPLOAD
+
+
+def test_predict_raw_body(client, predictor):
+    data = png("4")
+    r = client.post("/api/predict", content=data, headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["classes"] == predictor.classes
+    assert list(a["probabilities"]) == predictor.classes and abs(sum(a["probabilities"].values()) - 1) < 1e-5
+    assert a["status"] in ("ok", "unsure") and a["label"] == a["top"][0]["label"]
+    assert len(a["top"]) == 3
+    assert a["input"]["inverted"] and a["input"]["width"] == 240 and a["input"]["format"] == "PNG"
+    preview = Image.open(io.BytesIO(base64.b64decode(a["preview"])))
+    assert preview.size == (28, 28)
+    assert np.array_equal(np.asarray(preview), preprocess(data).image), "the preview is what the model saw"
+    direct, _ = predictor.predict_image(data, top_k=3)
+    for key in ("label", "status", "confidence", "top"):
+        assert a[key] == direct[key], "the API answers as the Predictor does"
+
+
+def test_multipart_and_raw_give_the_same_answer(client):
+    data = png("7")
+    raw = client.post("/api/predict", content=data).json()
+    form = client.post("/api/predict", files={"file": ("seven.png", data, "image/png")}).json()
+    other_name = client.post("/api/predict", files={"upload": ("seven.png", data, "image/png")}).json()
+    for a in (form, other_name):
+        assert a["probabilities"] == raw["probabilities"] and a["preview"] == raw["preview"]
+
+
+def test_canvas_export_and_options(client):
+    r = client.post("/api/predict?preview=false&top_k=5", content=canvas_png("2"),
+                    headers={"content-type": "image/png"})
+    a = r.json()
+    assert r.status_code == 200 and "preview" not in a and len(a["top"]) == 5
+    assert a["status"] != "blank"
+    assert a["input"]["inverted"], "dark strokes on transparent: put on white, then inverted"
+
+
+def test_blank_drawing(client):
+    empty_canvas = io.BytesIO()
+    Image.new("RGBA", (280, 280), (0, 0, 0, 0)).save(empty_canvas, "PNG")
+    a = client.post("/api/predict", content=empty_canvas.getvalue()).json()
+    assert a["status"] == "blank" and a["label"] is None and a["confidence"] is None
+    assert len(a["probabilities"]) == 10
+
+
+def test_page_and_static_files(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert '<canvas id="pad"' in r.text and "/static/app.js" in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    js = client.get("/static/app.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert "/api/predict" in js.text and "/api/health" in js.text
+    assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+    assert_json_error(client.get("/static/../serve.py"), 404)
+    assert_json_error(client.get("/static/secret.txt"), 404, "no static file")
+
+
+def test_openapi_docs(client):
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert {"image/png", "multipart/form-data"} <= set(body)
+    assert "/api/health" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+# ----------------------------------------------------------------------------- bad requests
+
+
+def _bomb() -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50_000, 50_000, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+BAD = {
+    "empty body": (dict(content=b""), 400, "no image"),
+    "text": (dict(content=b"hello there", headers={"content-type": "text/plain"}), 415, "supported format"),
+    "html": (dict(content=b"<html><body>hi</body></html>", headers={"content-type": "image/png"}), 415, "format"),
+    "oversized": (dict(content=b"\x89PNG" + b"0" * MAX_UPLOAD), 413, "limit"),
+    "truncated": (dict(content=png()[:400], headers={"content-type": "image/png"}), 422, "truncated"),
+    "pixel bomb": (dict(content=_bomb()), 413, "pixels"),
+    "multipart without file": (dict(data={"note": "hi"}, files={"x": ("", b"")}), 400, ""),
+    "multipart broken": (dict(content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\ntruncated",
+                              headers={"content-type": "multipart/form-data; boundary=xyz"}), 400, "multipart"),
+    "multipart empty file": (dict(files={"file": ("a.png", b"", "image/png")}), 400, "no image"),
+    "multipart two files": (dict(files=[("file", ("a.png", png(), "image/png")),
+                                        ("file", ("b.png", png(), "image/png"))]), 400, ""),
+    "bad top_k": (dict(content=png(), params={"top_k": 0}), 422, ""),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_input_gets_a_clear_4xx(client, name):
+    kwargs, status, words = BAD[name]
+    r = client.post("/api/predict", **kwargs)
+    assert_json_error(r, status, words)
+
+
+def test_oversized_declared_length_is_refused_before_reading(predictor):
+    app = create_app(predictor, max_upload=1000)
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            async def body():  # would be 1 MB, but the server stops after the header
+                for _ in range(1000):
+                    yield b"x" * 1000
+            return await c.post("/api/predict", content=body(), headers={"content-length": str(1_000_000)})
+
+    r = asyncio.run(go())
+    assert r.status_code == 413 and "1,000,000" in r.json()["detail"]
+
+
+def test_wrong_method_and_path(client):
+    assert_json_error(client.get("/api/predict"), 405)
+    assert_json_error(client.get("/api/nothing"), 404)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=3000), flips=st.lists(st.integers(0, 10_000), max_size=8))
+def test_no_input_makes_a_500(client, data, flips):
+    """Random bytes, and real images with random bytes overwritten: always an answer or a 4xx."""
+    for body in (data, _damaged(png("5", size=60), flips), _damaged(_jpeg(), flips)):
+        r = client.post("/api/predict", content=body)
+        assert r.status_code == 200 or 400 <= r.status_code < 500, (r.status_code, r.text)
+        assert isinstance(r.json(), dict)
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png("8", size=60))).convert("RGB").save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _damaged(data: bytes, flips) -> bytes:
+    b = bytearray(data)
+    for i in flips:
+        b[i % len(b)] ^= 0x5A
+    return bytes(b)
+
+
+# ----------------------------------------------------------------------------- concurrency and start-up
+
+
+def test_concurrency_is_bounded(predictor):
+    active, peak, lock = [0], [0], threading.Lock()
+
+    class Slow:
+        classes = predictor.classes
+
+        def info(self):
+            return predictor.info()
+
+        def predict_image(self, *args, **kw):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            time.sleep(0.05)
+            with lock:
+                active[0] -= 1
+            return predictor.predict_image(*args, **kw)
+
+    app = create_app(Slow(), max_concurrency=2)
+    data = png("3", size=60)
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*[c.post("/api/predict", content=data) for _ in range(8)])
+
+    responses = asyncio.run(go())
+    assert all(r.status_code == 200 for r in responses)
+    assert peak[0] == 2, f"at most 2 predictions at a time, saw {peak[0]}"
+
+
+def test_serve_loads_the_model_once_and_binds_loopback(monkeypatch, synth_run, capsys):
+    import uvicorn
+
+    import digitrec.predict
+    from digitrec.cli import main
+
+    made, ran = [], []
+    real = digitrec.predict.Predictor
+    monkeypatch.setattr(digitrec.predict, "Predictor", lambda *a, **kw: made.append(a) or real(*a, **kw))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)  # serve's setting must not leak into other tests
+    assert main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", "0"]) == 2  # port 0: refused
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free now; serve_cli only test-binds it, uvicorn.run is faked
+    assert main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", str(port)]) == 0
+    assert len(made) == 1 and ran[0]["host"] == "127.0.0.1" and ran[0]["port"] == port
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().err

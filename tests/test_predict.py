@@ -1,0 +1,246 @@
+"""Predictor and `digitrec predict`: calibrated answers with a status, files and folders, every
+output format, previews, and bad files reported one by one. Uses the synthetic run's model."""
+
+import csv
+import io
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from digitrec.checkpoint import CheckpointError, load_model
+from digitrec.cli import main
+from digitrec.predict import Predictor, ascii_art, find_images
+from digitrec.preprocess import preprocess
+from synth import render
+
+
+@pytest.fixture(scope="module")
+def ckpt(synth_run):
+    return synth_run / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def predictor(ckpt):
+    return Predictor(ckpt)
+
+
+def glyph_png(text: str, path=None, size=200, invert=True) -> bytes:
+    """A synthetic glyph as a person might save it: big, dark ink on white."""
+    g = render(text).numpy()
+    im = Image.fromarray(255 - g if invert else g, "L").resize((size, size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    if path is not None:
+        path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- Predictor
+
+
+def test_predictor_reads_classes_and_calibration_from_the_checkpoint(predictor, ckpt):
+    meta = load_model(ckpt)[1]["meta"]
+    assert predictor.classes == meta["dataset"]["classes"]
+    assert predictor.temperature == meta["calibration"]["temperature"]
+    assert predictor.threshold == meta["calibration"]["threshold"]
+    assert predictor.calibrated
+    info = predictor.info()
+    assert info["classes"] == predictor.classes and info["dataset"] == meta["dataset"]["name"]
+
+
+def test_probabilities_are_temperature_scaled_softmax(predictor, ckpt):
+    model, c = load_model(ckpt)
+    images = [render(ch).numpy() for ch in "0123"]
+    mean, std = c["meta"]["dataset"]["mean"], c["meta"]["dataset"]["std"]
+    x = ((torch.as_tensor(np.stack(images)).float() / 255 - mean) / std).unsqueeze(1)
+    with torch.no_grad():
+        expected = (model(x) / c["meta"]["calibration"]["temperature"]).softmax(1)
+    got = predictor.probabilities(images)
+    assert got.shape == (4, len(predictor.classes))
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_answers_carry_all_probabilities_label_and_status(predictor):
+    images = [render(ch).numpy() for ch in "0123456789"] + [np.zeros((28, 28), np.uint8)]
+    answers = predictor.predict(images, top_k=3)
+    assert len(answers) == len(images)
+    for a in answers[:-1]:
+        assert list(a["probabilities"]) == predictor.classes
+        assert abs(sum(a["probabilities"].values()) - 1) < 1e-5
+        assert a["label"] == a["top"][0]["label"] == max(a["probabilities"], key=a["probabilities"].get)
+        assert a["confidence"] == a["top"][0]["probability"]
+        assert len(a["top"]) == 3 and a["top"][0]["probability"] >= a["top"][1]["probability"]
+        assert a["status"] == ("ok" if a["confidence"] >= predictor.threshold else "unsure")
+    blank = answers[-1]
+    assert blank["status"] == "blank" and blank["label"] is None and blank["confidence"] is None
+    assert len(blank["probabilities"]) == len(predictor.classes)
+
+
+def test_unsure_below_the_threshold(predictor, monkeypatch):
+    images = [render(ch).numpy() for ch in "0123"]
+    monkeypatch.setattr(predictor, "threshold", 1.01)
+    assert {a["status"] for a in predictor.predict(images)} == {"unsure"}
+    monkeypatch.setattr(predictor, "threshold", 0.0)
+    assert {a["status"] for a in predictor.predict(images)} == {"ok"}
+
+
+def test_one_forward_pass_per_batch(predictor, monkeypatch):
+    calls = []
+    model = predictor._model
+    monkeypatch.setattr(predictor, "_model", lambda x: calls.append(x.shape) or model(x))
+    predictor.predict([render(ch).numpy() for ch in "01234567"])
+    assert calls == [(8, 1, 28, 28)]
+    assert predictor.predict([]) == []
+
+
+def test_uncalibrated_checkpoint_falls_back_with_a_warning(synth_run, capsys):
+    p = Predictor(synth_run / "last.pt")  # last.pt is saved before calibration
+    assert not p.calibrated and p.temperature == 1.0 and p.threshold == 0.5
+    assert "no calibration" in capsys.readouterr().err
+
+
+def test_no_packaged_model_gives_a_clear_error(monkeypatch, tmp_path):
+    import digitrec.predict as predict
+
+    monkeypatch.setattr(predict, "packaged_checkpoint", lambda: tmp_path / "mnist.pt")
+    with pytest.raises(CheckpointError, match="--checkpoint"):
+        Predictor()
+
+
+def test_missing_and_unknown_backend(ckpt, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Predictor(tmp_path / "nope.pt")
+    with pytest.raises(ValueError, match="backend"):
+        Predictor(ckpt, backend="tflite")
+
+
+def test_onnx_backend_is_wired_to_export(ckpt, monkeypatch):
+    """`--backend onnx` hands the checkpoint path to export.OnnxModel and uses what it returns."""
+    made = []
+
+    class FakeOnnx:
+        def __init__(self, path):
+            made.append(path)
+            self.model = load_model(path)[0]
+
+        def __call__(self, x):
+            assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
+            return self.model(x)
+
+    monkeypatch.setitem(sys.modules, "digitrec.export", types.SimpleNamespace(OnnxModel=FakeOnnx))
+    p = Predictor(ckpt, backend="onnx")
+    assert made == [ckpt] and p.backend == "onnx"
+    images = [render(ch).numpy() for ch in "012"]
+    torch_answers = Predictor(ckpt).predict(images)
+    assert [a["label"] for a in p.predict(images)] == [a["label"] for a in torch_answers]
+
+
+def test_predict_image_runs_preprocessing(predictor):
+    answer, pre = predictor.predict_image(glyph_png("3"))
+    assert pre.inverted and pre.image.shape == (28, 28)
+    assert answer == predictor.predict([preprocess(glyph_png("3")).image])[0]
+    answer, pre = predictor.predict_image(glyph_png(" "))  # nothing drawn
+    assert pre.blank and answer["status"] == "blank"
+
+
+def test_ascii_art_shape():
+    art = ascii_art(render("7").numpy()).splitlines()
+    assert len(art) == 28 and {len(line) for line in art} == {56}
+    assert set(ascii_art(np.zeros((28, 28), np.uint8))) <= {" ", "\n"}
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Two good images (one in a subfolder), a blank one, a broken one, an empty one, and files
+    that a folder walk must skip: a text file and an earlier preview."""
+    glyph_png("1", tmp_path / "one.png")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    glyph_png("7", tmp_path / "sub" / "deeper" / "seven.png")
+    glyph_png(" ", tmp_path / "sub" / "blank.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "one.preview.png").write_bytes(b"old preview")
+    return tmp_path
+
+
+def run(capsys, *argv):
+    code = main(["predict", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_find_images_recurses_and_skips_previews(folder):
+    names = sorted(p.name for p in find_images([folder]))
+    assert names == ["blank.png", "broken.jpg", "empty.png", "one.png", "seven.png"]
+
+
+def test_json_output_reports_every_file_and_exit_code(folder, ckpt, capsys):
+    code, out, err = run(capsys, folder, "--checkpoint", ckpt, "--json", "--top-k", "2")
+    rows = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in out.splitlines()}
+    assert set(rows) == {"blank.png", "broken.jpg", "empty.png", "one.png", "seven.png"}
+    assert code == 1, "a file failed, so the exit code says so"
+    assert rows["broken.jpg"]["status"] == "error" and "image" in rows["broken.jpg"]["error"]
+    assert rows["empty.png"]["status"] == "error" and "empty" in rows["empty.png"]["error"]
+    assert rows["blank.png"]["status"] == "blank" and rows["blank.png"]["label"] is None
+    for name in ("one.png", "seven.png"):
+        assert rows[name]["status"] in ("ok", "unsure") and len(rows[name]["top"]) == 2
+        assert len(rows[name]["probabilities"]) == 10
+    assert "5 images: " in err and "2 failed" in err
+
+
+def test_all_good_files_exit_zero(folder, ckpt, capsys):
+    code, out, _ = run(capsys, folder / "one.png", folder / "sub", "--checkpoint", ckpt)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith(str(folder / "one.png") + ": ")
+    assert any("blank" in line for line in lines)
+
+
+def test_text_output_top_k_and_errors_on_stderr(folder, ckpt, capsys):
+    code, out, err = run(capsys, folder / "one.png", folder / "broken.jpg", folder / "missing.png",
+                         "--checkpoint", ckpt, "--top-k", "3")
+    assert code == 1
+    assert out.count("%") == 3, "three guesses on the one good line"
+    assert "broken.jpg: error: " in err and "missing.png: error: no such file" in err
+
+
+def test_csv_output(folder, ckpt, capsys, predictor):
+    code, out, _ = run(capsys, folder, "--checkpoint", ckpt, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    # In path order (sub/blank.png after one.png), errors in place.
+    assert [r["path"].split("/")[-1] for r in rows] == ["broken.jpg", "empty.png", "one.png", "blank.png",
+                                                        "seven.png"]
+    good = rows[2]
+    assert good["status"] in ("ok", "unsure") and good["label"] in predictor.classes
+    assert abs(sum(float(good[c]) for c in predictor.classes) - 1) < 1e-4
+    assert rows[0]["status"] == "error" and rows[0]["error"]
+
+
+def test_save_preview_and_show(folder, ckpt, capsys):
+    code, out, _ = run(capsys, folder / "sub" / "deeper" / "seven.png", "--checkpoint", ckpt,
+                       "--save-preview", "--show")
+    assert code == 0
+    preview = folder / "sub" / "deeper" / "seven.preview.png"
+    saved = np.asarray(Image.open(preview))
+    assert saved.shape == (28, 28)
+    assert np.array_equal(saved, preprocess(folder / "sub" / "deeper" / "seven.png").image)
+    assert len(out.splitlines()) == 1 + 28, "the answer, then the 28 rows of what the model saw"
+
+
+def test_usage_errors_exit_2(tmp_path, ckpt, capsys):
+    code, _, err = run(capsys, tmp_path, "--checkpoint", ckpt)
+    assert code == 2 and "no image files found" in err
+    glyph_png("1", tmp_path / "a.png")
+    code, _, err = run(capsys, tmp_path, "--checkpoint", ckpt, "--top-k", "0")
+    assert code == 2 and "--top-k" in err
+    code, _, err = run(capsys, tmp_path, "--checkpoint", tmp_path / "missing.pt")
+    assert code == 2 and "does not exist" in err
