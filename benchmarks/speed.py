@@ -97,6 +97,24 @@ def digitrec_epoch(ds, max_batches: int | None) -> tuple[float, int]:
     return m["train_seconds"], -(-int(epochs * n) // 64)
 
 
+def data_only(ds) -> tuple[float, float]:
+    """Seconds to produce one epoch of batch-64 training batches, with no model: (textbook, digitrec)."""
+    from digitrec.data import split_indices, to_float
+
+    loader = torch.utils.data.DataLoader(TextbookMNIST(ds.train_x, ds.train_y), batch_size=64, shuffle=True)
+    t0 = time.perf_counter()
+    for x, y in loader:
+        pass
+    textbook = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tr, _ = split_indices(len(ds.train_x), 5000)
+    x_all, y_all = to_float(ds.train_x[tr], ds.spec.mean, ds.spec.std), ds.train_y[tr]  # once per run
+    perm = torch.randperm(len(x_all))
+    for i in range(0, len(x_all), 64):
+        x, y = x_all[perm[i : i + 64]], y_all[perm[i : i + 64]]
+    return textbook, time.perf_counter() - t0
+
+
 # ----------------------------------------------------------------------------- 2. time to accuracy
 
 
@@ -227,6 +245,10 @@ def main() -> None:
         print("| pipeline (seed model, Adam, batch 64) | seconds per epoch | ratio |\n|---|---:|---:|")
         print(f"| textbook: per-sample Dataset + DataLoader | {tb_epoch:.1f} | 1.0x |")
         print(f"| digitrec: tensors + randperm | {dr_epoch:.1f} | {tb_epoch / dr_epoch:.1f}x faster |")
+        tb_data, dr_data = data_only(ds)
+        print(f"| data only, no model: textbook | {tb_data:.2f} | 1.0x |")
+        print(f"| data only, no model: digitrec (including the one-off conversion to float) | {dr_data:.2f} | "
+              f"{tb_data / dr_data:.0f}x faster |")
         if args.textbook_batches:
             print(f"\n(timed {nb} textbook and {nd} digitrec batches, scaled to a {len(ds.train_x) - 5000:,}-image epoch)")
         print()
