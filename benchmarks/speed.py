@@ -173,9 +173,12 @@ def augmentation_overhead(steps: int = 30) -> list[dict]:
 
 def inference_child(name: str) -> None:
     """Run in a fresh process so that peak memory belongs to this model alone."""
+    from digitrec.models import for_inference
+
     torch.manual_seed(0)
     model = create_model(name).eval()
     out = {"model": name, "parameters": count_parameters(model)}
+    model = for_inference(model)  # as `digitrec predict` and `serve` run it
     with torch.inference_mode():
         for bs, min_time in ((1, 2.0), (1024, 3.0)):
             x = torch.randn(bs, 1, 28, 28)

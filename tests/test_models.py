@@ -34,3 +34,22 @@ def test_seed_is_the_documented_baseline():
 def test_unknown_model_lists_the_choices():
     with pytest.raises(ValueError, match="unknown model 'nope'.*seed"):
         create_model("nope")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_inference_copy_gives_the_same_answers(name):
+    from digitrec.models import for_inference
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    model.train()
+    for _ in range(3):  # move batch-norm statistics away from their initial values
+        model(torch.randn(64, 1, 28, 28) * 2 + 0.5)
+    model.eval()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(32, 1, 28, 28)
+    fused = for_inference(model)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused(x), atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == n_bn  # the original is untouched

@@ -74,3 +74,23 @@ def deep(num_classes: int = 10, width: int = 48, dropout: float = 0.1) -> nn.Mod
         nn.Dropout(dropout),
         nn.Linear(w * 2, num_classes),
     )
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """A copy for answering, not training: every BatchNorm2d folded into the convolution before it,
+    and channels-last memory for convolution stacks. Same outputs (to float rounding); measured 4x the images per second
+    of the plain `fast` model at batch 1,024 on 2 CPU cores (benchmarks/speed.py)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    fused = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+                fused += 1
+    # Channels-last pays for stacks of convolutions (fast, deep); it slows the one-convolution seed.
+    return model.to(memory_format=torch.channels_last) if fused > 1 else model

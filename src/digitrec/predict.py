@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, build_model, load_checkpoint
+from .models import for_inference
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, PreprocessError, preprocess
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
@@ -54,7 +55,7 @@ class Predictor:
             self.meta = ckpt["meta"]
             if backend == "torch":
                 self.device = resolve_device(device)
-                self._model = build_model(ckpt, self.path).to(self.device)
+                self._model = for_inference(build_model(ckpt, self.path)).to(self.device)
             elif backend == "onnx":
                 from .export import OnnxModel
 
