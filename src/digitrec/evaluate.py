@@ -67,7 +67,7 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
     same classes (e.g. an MNIST model on emnist-digits)."""
     from pathlib import Path
 
-    from .calibrate import fit_temperature, reliability, unsure_threshold
+    from .calibrate import calibrate, reliability
     from .checkpoint import CheckpointError, load_model
     from .data import load, split_indices
     from .report import write_report
@@ -122,12 +122,11 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
     # Calibrate on validation; report on test.
     val_logits = torch.stack(val_probs).mean(0).clamp_min(1e-12).log()
     test_logits = probs.clamp_min(1e-12).log()
-    t = fit_temperature(val_logits, y_val)
-    thr = unsure_threshold((val_logits / t).softmax(1), y_val)
-    scaled = (test_logits / t).softmax(1)
-    flagged = scaled.max(1).values < thr["threshold"]
+    val_cal = calibrate(val_logits, y_val)  # as training does for the checkpoint
+    scaled = (test_logits / val_cal["temperature"]).softmax(1)
+    flagged = scaled.max(1).values < val_cal["threshold"]
     wrong = scaled.argmax(1) != ds.test_y
-    calibration = {"temperature": t, "threshold": thr["threshold"], "val": thr,
+    calibration = {"temperature": val_cal["temperature"], "threshold": val_cal["threshold"], "val": val_cal,
                    "test_before": reliability(probs, ds.test_y), "test_after": reliability(scaled, ds.test_y),
                    "test_flagged": float(flagged.float().mean()),
                    "test_errors_caught": float((wrong & flagged).sum() / max(int(wrong.sum()), 1))}
