@@ -11,7 +11,6 @@ only while the checkpoint is unchanged.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -21,19 +20,12 @@ from pathlib import Path
 import torch
 
 from .checkpoint import FORMAT, CheckpointError, load_model
+from .data import sha256_file
 from .util import atomic_write
 
 META_KEY = "digitrec"
 OPSET = 20
 TOLERANCE = 1e-4  # largest difference in probabilities from PyTorch that an export may show
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _needs_onnx():
@@ -52,7 +44,7 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
 
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
-    source_sha = _sha256(checkpoint)
+    source_sha = sha256_file(checkpoint)
     model, ckpt = load_model(checkpoint)
     example = torch.zeros(2, 1, 28, 28)  # (B, 1, 28, 28); B=2, so the exporter does not specialise it to 1
     onnx_log = logging.getLogger("torch.onnx")
@@ -112,7 +104,7 @@ def cached_onnx(checkpoint: Path | str) -> Path:
     if not checkpoint.is_file():
         raise CheckpointError(f"checkpoint {checkpoint} does not exist; train one with `digitrec train` "
                               "or pass the path of an existing .pt or .onnx file")
-    sha = _sha256(checkpoint)
+    sha = sha256_file(checkpoint)
     candidates = [checkpoint.with_suffix(".onnx"), default_data_dir() / "onnx" / f"{sha[:16]}.onnx"]
     for path in candidates:
         info = _onnx_info(path) if path.is_file() else None
