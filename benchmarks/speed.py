@@ -9,7 +9,8 @@ Prints Markdown tables:
 2. the `speedrun` recipe: training seconds to 98% and 99% test accuracy, per seed and mean
    (data already in memory; warm-up reported separately; evaluation off the clock);
 3. inference throughput of every registered model at batch 1 and 1,024, and peak memory;
-4. process start to first answer of `digitrec predict one.png`.
+4. process start to first answer of `digitrec predict one.png`: the default backend (ONNX
+   Runtime, which never imports torch) against `--backend torch`.
 The test set is used here only to time the way to a fixed accuracy; no choice is made on it.
 """
 
@@ -205,20 +206,27 @@ def inference_all() -> list[dict]:
 # ----------------------------------------------------------------------------- 4. CLI start-up
 
 
-def predict_latency(ds, repeats: int = 5) -> list[float] | str:
+PREDICT_BACKENDS = {"default (auto: ONNX Runtime, no torch import)": [], "`--backend torch`": ["--backend", "torch"]}
+
+
+def predict_latency(ds, repeats: int = 10) -> dict[str, list[float]] | str:
+    """Seconds from process start to answer, per backend; the backends take turns, so that
+    both see the same machine load."""
     from PIL import Image
 
     exe = Path(sys.executable).with_name("digitrec")
+    times: dict[str, list[float]] = {name: [] for name in PREDICT_BACKENDS}
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "one.png"
         Image.fromarray(255 - ds.test_x[0].numpy()).save(png)  # dark ink on white, like a scan
-        times = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            proc = subprocess.run([str(exe), "predict", str(png)], capture_output=True, text=True, timeout=120)
-            times.append(time.perf_counter() - t0)
-            if proc.returncode != 0:
-                return f"digitrec predict failed: {proc.stderr.strip()[:200]}"
+            for name, extra in PREDICT_BACKENDS.items():
+                t0 = time.perf_counter()
+                proc = subprocess.run([str(exe), "predict", str(png), *extra], capture_output=True, text=True,
+                                      timeout=120)
+                times[name].append(time.perf_counter() - t0)
+                if proc.returncode != 0:
+                    return f"digitrec predict {' '.join(extra)} failed: {proc.stderr.strip()[:200]}"
     return times
 
 
@@ -290,8 +298,10 @@ def main() -> None:
         if isinstance(times, str):
             print(f"`digitrec predict one.png`: {times}")
         else:
-            print(f"`digitrec predict one.png`, process start to answer: median {statistics.median(times):.2f} s "
-                  f"(min {min(times):.2f}, max {max(times):.2f}, {len(times)} runs)")
+            print("| `digitrec predict one.png`, process start to answer | median s | min | max | runs |\n"
+                  "|---|---:|---:|---:|---:|")
+            for name, t in times.items():
+                print(f"| {name} | {statistics.median(t):.2f} | {min(t):.2f} | {max(t):.2f} | {len(t)} |")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,18 @@ def test_bad_input_is_a_message_not_a_traceback(args, message, synth_dir):
 def test_refuses_to_overwrite_a_run(synth_run):
     proc = run_cli("train", "--out", synth_run)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
+
+
+def test_keep_last_keeps_the_final_weights(synth_dir, tmp_path):
+    import torch
+
+    out = tmp_path / "last"
+    assert main(["train", "--dataset", str(synth_dir), "--epochs", "3", "--val-size", "100", "--lr", "0.05",
+                 "--keep", "last", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 3
+    kept = torch.load(out / "best.pt", weights_only=True)
+    final = torch.load(out / "last.pt", weights_only=True)
+    assert kept["meta"]["epoch"] == final["meta"]["epoch"] == 3
+    assert all(torch.equal(kept["state_dict"][k], final["state_dict"][k]) for k in final["state_dict"])
+    assert "calibration" in kept["meta"] and "metrics" in kept["meta"]

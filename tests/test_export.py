@@ -1,12 +1,14 @@
 """ONNX export: a dynamic batch dimension, the same probabilities as PyTorch (within 1e-4) and
-the same labels on test digits, metadata that travels with the file, and the onnx backend
-of `digitrec predict` and `digitrec serve`."""
+the same labels on test digits, metadata that travels with the file, the onnx backend
+of `digitrec predict` and `digitrec serve`, and the packaged mnist.onnx kept the export of
+the packaged mnist.pt."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from importlib import resources
 
 import numpy as np
 import onnx
@@ -15,11 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from digitrec.checkpoint import CheckpointError, load_model, save_checkpoint
+from digitrec.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from digitrec.cli import main
-from digitrec.data import load
+from digitrec.data import load, sha256_file
 from digitrec.evaluate import logits_of
 from digitrec.export import OnnxModel, cached_onnx
+from digitrec.onnxrun import OnnxRunner
+from digitrec.predict import Predictor, packaged_checkpoint, packaged_onnx
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +113,42 @@ def test_foreign_and_damaged_onnx_files_are_clear_errors(exported, tmp_path):
         OnnxModel(tmp_path / "none.onnx")
 
 
+def assert_same_answers(a: list[dict], b: list[dict]) -> None:
+    """Two backends' answers: same labels and statuses, probabilities within 1e-4."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x["label"], x["status"]) == (y["label"], y["status"])
+        assert max(abs(x["probabilities"][k] - y["probabilities"][k]) for k in x["probabilities"]) < 1e-4
+
+
+def test_onnx_and_torch_predictors_agree(exported, test_digits):
+    images = list(test_digits.test_x.numpy()) + [np.zeros((28, 28), np.uint8)]  # 200 digits and a blank
+    want = Predictor(exported[0], backend="torch").predict(images, top_k=3)
+    for source in exported:  # the checkpoint (its export is reused) and the .onnx file itself
+        p = Predictor(source, backend="onnx")
+        assert p.backend == "onnx" and p.info()["checkpoint"] == source.name
+        assert_same_answers(p.predict(images, top_k=3), want)
+    assert Predictor(exported[1], backend="auto").backend == "onnx"
+    assert Predictor(exported[0], backend="auto").backend == "torch"
+
+
+def test_packaged_onnx_is_the_export_of_the_packaged_checkpoint(test_digits):
+    """pretrained/mnist.onnx must be `digitrec export pretrained/mnist.pt` of the mnist.pt beside it."""
+    with resources.as_file(packaged_checkpoint()) as pt, resources.as_file(packaged_onnx()) as onnx_file:
+        runner = OnnxRunner(onnx_file)
+        assert runner.source_sha256 == sha256_file(pt), \
+            "mnist.onnx was exported from another mnist.pt: run `digitrec export src/digitrec/pretrained/mnist.pt`"
+        ckpt = load_checkpoint(pt)
+        assert runner.model == ckpt["model"] and runner.meta == json.loads(json.dumps(ckpt["meta"], default=str))
+    rng = np.random.default_rng(0)
+    images = (list(test_digits.test_x[:100].numpy()) + [np.zeros((28, 28), np.uint8)]
+              + [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(10)])
+    onnx_p, torch_p = Predictor(backend="onnx"), Predictor(backend="torch")
+    assert (onnx_p.path.name, torch_p.path.name) == ("mnist.onnx", "mnist.pt")
+    assert_same_answers(onnx_p.predict(images), torch_p.predict(images))
+    assert onnx_p.predict([]) == []
+
+
 def write_digit_pngs(ds, folder, n=12):
     folder.mkdir()
     for i in range(n):
@@ -123,9 +163,8 @@ def test_predict_and_serve_with_the_onnx_backend(exported, test_digits, tmp_path
         assert main(["predict", str(pngs), "--checkpoint", str(exported[0]), "--backend", backend, "--json"]) == 0
         answers[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(answers["onnx"]) == 12
-    for t, o in zip(answers["torch"], answers["onnx"]):
-        assert (t["path"], t["label"], t["status"]) == (o["path"], o["label"], o["status"])
-        assert max(abs(t["probabilities"][k] - o["probabilities"][k]) for k in t["probabilities"]) < 1e-4
+    assert [t["path"] for t in answers["torch"]] == [o["path"] for o in answers["onnx"]]
+    assert_same_answers(answers["torch"], answers["onnx"])
 
     from fastapi.testclient import TestClient
 

@@ -1,11 +1,13 @@
 """Predictor and `digitrec predict`: calibrated answers with a status, files and folders, every
-output format, previews, and bad files reported one by one. Uses the synthetic run's model."""
+output format, previews, and bad files reported one by one; the backend `auto` picks, and the
+default `digitrec predict` answering without importing torch. Uses the synthetic run's model
+(and, where it says so, the packaged one)."""
 
 import csv
 import io
 import json
+import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from PIL import Image
 
 from digitrec.checkpoint import CheckpointError, load_model
 from digitrec.cli import main
-from digitrec.predict import Predictor, ascii_art, find_images
+from digitrec.predict import Predictor, ascii_art, find_images, resolve_backend
 from digitrec.preprocess import preprocess
 from synth import render
 
@@ -119,25 +121,87 @@ def test_missing_and_unknown_backend(ckpt, tmp_path):
         Predictor(ckpt, backend="tflite")
 
 
-def test_onnx_backend_is_wired_to_export(ckpt, monkeypatch):
-    """`--backend onnx` hands the checkpoint path to export.OnnxModel and uses what it returns."""
+def test_onnx_backend_feeds_the_runner_numpy(ckpt, monkeypatch):
+    """`--backend onnx` hands the checkpoint path to onnxrun.OnnxRunner, gives it normalised
+    float32 numpy arrays and computes the answers from what it returns, in numpy."""
     made = []
+    model, c = load_model(ckpt)
 
-    class FakeOnnx:
-        def __init__(self, path):
+    class FakeRunner:
+        def __init__(self, path, threads=0):
             made.append(path)
-            self.model = load_model(path)[0]
+            self.meta = c["meta"]
 
         def __call__(self, x):
-            assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
-            return self.model(x)
+            assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape[1:] == (1, 28, 28)
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
 
-    monkeypatch.setitem(sys.modules, "digitrec.export", types.SimpleNamespace(OnnxModel=FakeOnnx))
+    monkeypatch.setattr("digitrec.onnxrun.OnnxRunner", FakeRunner)
     p = Predictor(ckpt, backend="onnx")
     assert made == [ckpt] and p.backend == "onnx"
-    images = [render(ch).numpy() for ch in "012"]
-    torch_answers = Predictor(ckpt).predict(images)
-    assert [a["label"] for a in p.predict(images)] == [a["label"] for a in torch_answers]
+    images = [render(ch).numpy() for ch in "012"] + [np.zeros((28, 28), np.uint8)]
+    probs = p.probabilities(images)
+    assert isinstance(probs, np.ndarray) and probs.shape == (4, 10)
+    assert np.allclose(probs, Predictor(ckpt).probabilities(images).numpy(), atol=1e-6)
+    for a, b in zip(p.predict(images, top_k=3), Predictor(ckpt).predict(images, top_k=3)):
+        assert (a["label"], a["status"], [t["label"] for t in a["top"]]) == \
+               (b["label"], b["status"], [t["label"] for t in b["top"]])
+    assert p.predict([]) == []
+
+
+def test_auto_backend_picks_onnx_for_onnx_files_and_torch_for_checkpoints(ckpt, monkeypatch):
+    assert Predictor(backend="auto").backend == "onnx", "the packaged model runs from its ONNX export"
+    assert Predictor(ckpt, backend="auto").backend == "torch", "a user's checkpoint runs in PyTorch"
+    assert resolve_backend("auto", "model.ONNX") == "onnx"
+    assert resolve_backend("torch", None) == "torch" and resolve_backend("onnx", ckpt) == "onnx"  # as asked
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if ONNX Runtime were not installed
+    p = Predictor(backend="auto")
+    assert p.backend == "torch" and p.path.name == "mnist.pt"
+
+
+def test_cli_default_backend_is_auto(ckpt, tmp_path, monkeypatch, capsys):
+    import digitrec.predict
+
+    made = []
+    real = digitrec.predict.Predictor
+
+    def recorded(*a, **kw):
+        made.append(real(*a, **kw))
+        return made[-1]
+
+    monkeypatch.setattr(digitrec.predict, "Predictor", recorded)
+    glyph_png("3", tmp_path / "three.png")
+    assert main(["predict", str(tmp_path / "three.png")]) == 0
+    assert main(["predict", str(tmp_path / "three.png"), "--checkpoint", str(ckpt)]) == 0
+    assert [p.backend for p in made] == ["onnx", "torch"]
+    assert capsys.readouterr().err == "", "nothing extra to say about the backend"
+
+
+def test_default_predict_never_imports_torch(tmp_path):
+    """`digitrec predict one.png` with the packaged model answers through ONNX Runtime alone:
+    `import torch` would cost about a second of start-up."""
+    glyph_png("7", tmp_path / "seven.png")
+    code = ("import sys; from digitrec.cli import main; rc = main(['predict', sys.argv[1]]); "
+            "print('torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "seven.png")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    answer, torch_imported = proc.stdout.splitlines()
+    assert answer.startswith(f"{tmp_path / 'seven.png'}: 7 "), answer
+    assert torch_imported == "False", "the default predict path imported torch"
+
+
+def test_backend_errors_are_messages(tmp_path, monkeypatch, capsys):
+    glyph_png("1", tmp_path / "a.png")
+    (tmp_path / "m.onnx").write_bytes(b"not read")
+    code, _, err = run(capsys, tmp_path / "a.png", "--checkpoint", tmp_path / "m.onnx", "--backend", "torch")
+    assert code == 2 and "is an ONNX model, which PyTorch cannot run; use --backend onnx" in err
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    code, _, err = run(capsys, tmp_path / "a.png", "--backend", "onnx")
+    assert code == 2 and "pip install 'digitrec[onnx]'" in err
+    code, _, err = run(capsys, tmp_path / "a.png", "--checkpoint", tmp_path / "m.onnx")
+    assert code == 2 and "needs ONNX Runtime" in err
 
 
 def test_predict_image_runs_preprocessing(predictor):

@@ -42,3 +42,19 @@ class AffineAug:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False) + background
+
+
+# Test-time augmentation: the image itself and its four one-pixel shifts. Chosen on the validation
+# split over five `best` models: +0.06 points of validation accuracy on average, where small
+# rotations or rescalings gained less (benchmarks/accuracy.py --tta).
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (dx, dy) in pixels
+
+
+def shifted(x: torch.Tensor, dx: int, dy: int, background: float) -> torch.Tensor:
+    """x: (B, C, H, W) moved right by dx and down by dy pixels, uncovered pixels set to `background`."""
+    if dx == dy == 0:
+        return x
+    h, w = x.shape[-2:]
+    p = max(abs(dx), abs(dy))
+    padded = F.pad(x, (p, p, p, p), value=background)  # (B, C, H + 2p, W + 2p)
+    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]

@@ -19,14 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import CheckpointError  # noqa: F401  defined there so the CLI can catch it without torch
 from .models import create_model
 from .util import atomic_write
 
 FORMAT = "digitrec-checkpoint/1"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message says why and what to do."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -11,20 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-
-class UserError(Exception):
-    """Something the user can fix; printed as one message, without a traceback."""
+from .errors import UserError  # noqa: F401  raised by the stage modules as `from .cli import UserError`
 
 
 def _config_fields():
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     comments = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(TrainConfig), re.M))
     return [(f, comments.get(f.name, "")) for f in dataclasses.fields(TrainConfig)]
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from .train import RECIPES, TrainConfig
+    from .config import RECIPES, TrainConfig
 
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="a named recipe to start from; options below override it (default: seed)")
@@ -126,7 +124,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_checkpoints
 
     result = evaluate_checkpoints(args.checkpoint, out=args.out, data_dir=args.data_dir, device=args.device,
-                                  dataset=args.dataset)
+                                  dataset=args.dataset, tta=args.tta)
     for f in result["figures"]:
         print(f"figure: {f}")
     return 0
@@ -185,13 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="report folder (default: the checkpoint's run folder)")
     data_args(p, dataset_default=None)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: also score each image shifted one pixel each way, "
+                        "and average (5x the compute; report in <run>/tta/)")
     p.set_defaults(func=cmd_evaluate)
 
     def model_args(p):
         p.add_argument("--checkpoint", type=Path, default=None,
                        help="model to use (default: the pretrained model shipped with digitrec)")
-        p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                       help="run the model with PyTorch or with ONNX Runtime")
+        p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                       help="run the model with PyTorch or with ONNX Runtime; auto (the default): ONNX "
+                            "Runtime where it is installed and the model is an .onnx file, as the "
+                            "pretrained one is, else PyTorch")
         p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (torch backend)")
 
     p = sub.add_parser("predict", help="recognise digits in image files or folders")
@@ -224,15 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DataError
+    # Only torch-free modules here: `digitrec predict` with ONNX Runtime never imports torch.
     from .datasets import UnknownDataset
+    from .errors import CheckpointError, DataError, MissingExtra
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, DataError, CheckpointError, UnknownDataset) as e:
+    except (UserError, DataError, CheckpointError, UnknownDataset, MissingExtra) as e:
         print(f"digitrec {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # invalid option values caught deep inside (device, schedule, ...)

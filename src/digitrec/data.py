@@ -28,13 +28,10 @@ from pathlib import Path
 import torch
 
 from .datasets import ROLES, DatasetSpec, FileSpec, get_spec
+from .errors import DataError  # noqa: F401  defined there so the CLI can catch it without torch
 from .util import atomic_write, atomic_write_bytes, say
 
 IDX_DTYPES = {0x08: torch.uint8}  # MNIST-format files only use unsigned bytes
-
-
-class DataError(Exception):
-    """A problem with the data that the user can fix; the message says how."""
 
 
 def default_data_dir() -> Path:

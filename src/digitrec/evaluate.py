@@ -13,15 +13,25 @@ EVAL_BATCH = 1000  # fixed, so that training and `digitrec evaluate` compute ide
 
 @torch.no_grad()
 def logits_of(model: nn.Module, x: torch.Tensor, mean: float, std: float, device: str = "cpu",
-              batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """uint8 images (N, 28, 28) -> float32 logits (N, C) on the CPU, in eval mode."""
+              batch_size: int = EVAL_BATCH, tta: bool = False) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> float32 logits (N, C) on the CPU, in eval mode.
+
+    With `tta`, each image is also seen shifted by one pixel in each direction, and the
+    logits are the mean log-probabilities of the five views (augment.TTA_SHIFTS)."""
+    from .augment import TTA_SHIFTS, shifted
+
     was_training = model.training
     model.eval()
+    background = -mean / std  # a normalised 0 pixel
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device, non_blocking=True)
         xb = ((xb.float() / 255.0 - mean) / std).unsqueeze(1)  # (B, 1, 28, 28)
-        out.append(model(xb).float().cpu())
+        if tta:
+            views = [model(shifted(xb, dx, dy, background)).float().log_softmax(1) for dx, dy in TTA_SHIFTS]
+            out.append(torch.stack(views).mean(0).cpu())
+        else:
+            out.append(model(xb).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 0)
 
@@ -60,8 +70,9 @@ def metrics_from_probs(probs: torch.Tensor, y: torch.Tensor, num_classes: int,
 
 
 def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "auto", data=None,
-                         log=print, dataset: str | None = None) -> dict:
+                         log=print, dataset: str | None = None, tta: bool = False) -> dict:
     """Reload checkpoints (no retraining), score them and their ensemble, write the report.
+    With `tta`, every model sees each image and its four one-pixel shifts (see logits_of).
 
     The test data is the checkpoints' own dataset unless `dataset` names another with the
     same classes (e.g. an MNIST model on emnist-digits)."""
@@ -101,17 +112,22 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
     members, test_probs, val_probs = [], [], []
     for path, (model, ckpt), (mean, std) in zip(paths, loaded, norm):
         model.to(device)
-        lt = logits_of(model, ds.test_x, mean, std, device)
-        lv = logits_of(model, x_val, mean, std, device)
+        lt = logits_of(model, ds.test_x, mean, std, device, tta=tta)
+        lv = logits_of(model, x_val, mean, std, device, tta=tta)
         m = metrics_from_logits(lt, ds.test_y, spec.num_classes)
         stored = ckpt["meta"].get("metrics", {}).get("test_accuracy")
         if spec.name != first["dataset"]["name"]:
             stored = None  # that was another dataset's test set
         members.append({"name": f"{ckpt['model']['name']} ({path})", "path": str(path),
                         "parameters": ckpt["meta"].get("parameters", 0), "test": m.to_json(),
+                        "val_accuracy": float((lv.argmax(1) == y_val).float().mean()),
                         "stored_test_accuracy": stored})
-        same = "" if stored is None else (" (same as in training)" if stored == m.accuracy
-                                          else f" (training reported {100 * stored:.2f}%)")
+        if stored is None:
+            same = ""
+        elif tta:
+            same = f" with test-time augmentation ({100 * stored:.2f}% without, in training)"
+        else:
+            same = " (same as in training)" if stored == m.accuracy else f" (training reported {100 * stored:.2f}%)"
         log(f"{path}: test accuracy {100 * m.accuracy:.2f}%{same}")
         test_probs.append(lt.softmax(1))
         val_probs.append(lv.softmax(1))
@@ -134,9 +150,13 @@ def evaluate_checkpoints(paths: list, out=None, data_dir=None, device: str = "au
         out = paths[0].parent if len(paths) == 1 else paths[0].parent / "ensemble"
         if spec.name != first["dataset"]["name"]:
             out = out / f"on-{spec.name}"  # the run's own report stays as it is
+        if tta:
+            out = out / "tta"
     out = Path(out)
     title = members[0]["name"] if len(paths) == 1 else f"ensemble of {len(paths)} models"
-    result = {"title": title, "dataset": spec.name, "members": members, "ensemble": ens.to_json(),
+    title += " with test-time augmentation" if tta else ""
+    result = {"title": title, "dataset": spec.name, "tta": tta, "members": members,
+              "ensemble": {**ens.to_json(), "val_accuracy": float((val_logits.argmax(1) == y_val).float().mean())},
               "probs": probs, "calibration": calibration}
     run_dirs = list(dict.fromkeys(p.parent for p in paths))
     figs = write_report(out, result, ds.test_x, ds.test_y, spec.classes, run_dirs)

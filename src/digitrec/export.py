@@ -1,4 +1,5 @@
-"""ONNX export, and `OnnxModel`, which runs an export with ONNX Runtime behind the torch model's call.
+"""ONNX export, and `OnnxModel`, which runs an export with ONNX Runtime behind the torch model's call
+(onnxrun.OnnxRunner does the running, with numpy arrays and without PyTorch).
 
 The ONNX file stands on its own, like a checkpoint: its input is `image`, float32
 (batch, 1, 28, 28), normalised as in training; its output `logits` (batch, classes); the
@@ -21,9 +22,10 @@ import torch
 
 from .checkpoint import FORMAT, CheckpointError, load_model
 from .data import sha256_file
+from .errors import MissingExtra
+from .onnxrun import META_KEY, OnnxRunner
 from .util import atomic_write
 
-META_KEY = "digitrec"
 OPSET = 20
 TOLERANCE = 1e-4  # largest difference in probabilities from PyTorch that an export may show
 
@@ -33,8 +35,8 @@ def _needs_onnx():
 
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if find_spec(m) is None]
     if missing:
-        raise ImportError(f"ONNX export and the onnx backend need {', '.join(missing)}: "
-                          "pip install 'digitrec[onnx]'")
+        raise MissingExtra(f"ONNX export and the onnx backend need {', '.join(missing)}: "
+                           "pip install 'digitrec[onnx]'")
 
 
 def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
@@ -130,35 +132,11 @@ class OnnxModel:
     training = False  # with eval()/train(), so code written for nn.Module can run it
 
     def __init__(self, path: Path | str, threads: int = 0):
-        _needs_onnx()
-        import onnxruntime as ort
-
-        path = Path(path)
-        if path.suffix.lower() != ".onnx":
-            path = cached_onnx(path)
-        if not path.is_file():
-            raise CheckpointError(f"ONNX model {path} does not exist; make one with `digitrec export CHECKPOINT`")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001  ORT raises its own types for damaged files
-            raise CheckpointError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if raw is None:
-            raise CheckpointError(f"{path} is an ONNX model, but not one exported by digitrec: it carries no "
-                                  "class names or normalisation. Export with `digitrec export CHECKPOINT`")
-        info = json.loads(raw)
-        self.path, self.meta, self.model = path, info["meta"], info["model"]
-        self.input = self.session.get_inputs()[0].name
+        self.runner = OnnxRunner(path, threads)
+        self.path, self.meta, self.model = self.runner.path, self.runner.meta, self.runner.model
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.detach().to("cpu", torch.float32).contiguous()  # (B, 1, 28, 28)
-        if len(x) == 0:
-            return torch.zeros(0, len(self.meta["dataset"]["classes"]))
-        return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])  # (B, C)
+        return torch.from_numpy(self.runner(x.detach().to("cpu", torch.float32).numpy()))  # (B, C)
 
     def eval(self) -> "OnnxModel":
         return self

@@ -5,6 +5,10 @@ validation split), the top label and a status a person can act on:
     ok      the model is at least as confident as the checkpoint's `unsure` threshold
     unsure  it is less confident: about half of the validation errors fall here
     blank   the image holds no ink; there is nothing to recognise (label is None)
+
+Two backends run the model: PyTorch, from a checkpoint, or ONNX Runtime, from an ONNX export
+(export.py). The onnx path imports no torch, so that `digitrec predict` answers quickly; this
+module imports torch only where the torch backend needs it.
 """
 
 from __future__ import annotations
@@ -18,51 +22,80 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import CheckpointError, build_model, load_checkpoint
-from .models import for_inference
+from .errors import CheckpointError
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, PreprocessError, preprocess
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
 PREVIEW_SUFFIX = ".preview.png"
 BATCH = 256  # images per forward pass in `digitrec predict`
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def packaged_checkpoint():
     return resources.files("digitrec") / "pretrained" / "mnist.pt"
 
 
+def packaged_onnx():
+    """The ONNX export of packaged_checkpoint() (`digitrec export`; tests keep the two in step)."""
+    return resources.files("digitrec") / "pretrained" / "mnist.onnx"
+
+
+def resolve_backend(backend: str, checkpoint: Path | str | None) -> str:
+    """`auto` -> onnx where ONNX Runtime is installed and the model is an ONNX file (the packaged
+    model has one), else torch. `torch` and `onnx` are taken as asked."""
+    from .onnxrun import have_onnxruntime
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    is_onnx = packaged_onnx().is_file() if checkpoint is None else Path(checkpoint).suffix.lower() == ".onnx"
+    return "onnx" if is_onnx and have_onnxruntime() else "torch"
+
+
 class Predictor:
     """A model ready to answer: `Predictor(path).predict([img28, ...]) -> [answer, ...]`.
 
-    `checkpoint` None means the pretrained model shipped with digitrec. Images are (28, 28)
-    uint8 arrays or tensors, white ink on black, as `preprocess()` returns them.
+    `checkpoint` None means the pretrained model shipped with digitrec; a path is a checkpoint
+    or an ONNX export. `backend` is torch, onnx (a checkpoint is exported first, once) or auto
+    (see resolve_backend; what `digitrec predict` and `serve` use). Images are (28, 28) uint8
+    arrays or tensors, white ink on black, as `preprocess()` returns them. `threads` caps
+    ONNX Runtime's threads per prediction (0: its default); torch's are set process-wide.
     """
 
-    def __init__(self, checkpoint: Path | str | None = None, backend: str = "torch", device: str = "cpu"):
+    def __init__(self, checkpoint: Path | str | None = None, backend: str = "torch", device: str = "cpu",
+                 threads: int = 0):
         from .util import resolve_device, say
 
+        backend = resolve_backend(backend, checkpoint)
         with ExitStack() as stack:
             if checkpoint is None:
-                ref = packaged_checkpoint()
+                ref = packaged_onnx() if backend == "onnx" and packaged_onnx().is_file() else packaged_checkpoint()
                 if not ref.is_file():
                     raise CheckpointError("no pretrained model shipped with this copy of digitrec; pass "
                                           "--checkpoint PATH (train one with `digitrec train`)")
                 checkpoint = stack.enter_context(resources.as_file(ref))
             self.path = Path(checkpoint)
-            ckpt = load_checkpoint(self.path)
-            self.meta = ckpt["meta"]
-            if backend == "torch":
-                self.device = resolve_device(device)
-                self._model = for_inference(build_model(ckpt, self.path)).to(self.device)
-            elif backend == "onnx":
-                from .export import OnnxModel
+            if backend == "onnx":
+                from .onnxrun import OnnxRunner
 
                 self.device = "cpu"
-                self._model = OnnxModel(self.path)
+                self._model = OnnxRunner(self.path, threads)
+                self.meta = self._model.meta
             else:
-                raise ValueError(f"unknown backend {backend!r}: use torch or onnx")
+                from .checkpoint import build_model, load_checkpoint
+                from .models import for_inference
+                from .onnxrun import have_onnxruntime
+
+                if self.path.suffix.lower() == ".onnx":
+                    fix = ("use --backend onnx or auto" if have_onnxruntime() else
+                           "running it needs ONNX Runtime: pip install 'digitrec[onnx]'")
+                    raise CheckpointError(f"{self.path} is an ONNX model, which PyTorch cannot run; {fix}")
+                ckpt = load_checkpoint(self.path)
+                self.meta = ckpt["meta"]
+                self.device = resolve_device(device)
+                self._model = for_inference(build_model(ckpt, self.path)).to(self.device)
         self.backend = backend
         dataset = self.meta.get("dataset", {})
         self.classes: list[str] = [str(c) for c in dataset.get("classes", [])]
@@ -83,25 +116,32 @@ class Predictor:
                 "backend": self.backend, "temperature": self.temperature, "threshold": self.threshold,
                 "calibrated": self.calibrated, "test_accuracy": self.meta.get("metrics", {}).get("test_accuracy")}
 
-    @torch.no_grad()
-    def probabilities(self, images) -> torch.Tensor:
-        """(28, 28) uint8 images -> (N, C) calibrated probabilities, one forward pass."""
+    def probabilities(self, images):
+        """(28, 28) uint8 images -> (N, C) calibrated probabilities, one forward pass: a numpy
+        array with the onnx backend, a torch tensor with the torch backend."""
+        x = np.stack([np.asarray(im, dtype=np.uint8) for im in images]) if len(images) else np.zeros((0, 28, 28))
+        x = ((x.astype(np.float32) / 255.0 - self.mean) / self.std)[:, None]  # (N, 1, 28, 28)
+        if self.backend == "onnx":
+            z = self._model(x) / self.temperature  # (N, C)
+            e = np.exp(z - z.max(1, keepdims=True, initial=-np.inf))
+            return e / e.sum(1, keepdims=True)
+        import torch
+
         if len(images) == 0:
             return torch.zeros(0, len(self.classes))
-        x = torch.stack([torch.as_tensor(np.asarray(im, dtype=np.uint8)) for im in images])  # (N, 28, 28)
-        x = ((x.float() / 255.0 - self.mean) / self.std).unsqueeze(1)  # (N, 1, 28, 28)
-        logits = self._model(x.to(self.device)).float().cpu()
+        with torch.no_grad():
+            logits = self._model(torch.from_numpy(x).to(self.device)).float().cpu()
         return (logits / self.temperature).softmax(1)
 
     def predict(self, images, top_k: int | None = None) -> list[dict]:
         """Answers for a batch of (28, 28) images: label, status, confidence, all probabilities, top-k."""
-        probs = self.probabilities(images)
+        probs = np.asarray(self.probabilities(images))  # (N, C); no copy of a CPU tensor
         k = min(top_k or len(self.classes), len(self.classes))
         out = []
         for im, p in zip(images, probs):
-            conf, idx = p.topk(k)
+            idx = np.argsort(-p, kind="stable")[:k]  # best first; ties in class order
             blank = not np.asarray(im).any()
-            top = [{"label": self.classes[i], "probability": float(c)} for c, i in zip(conf.tolist(), idx.tolist())]
+            top = [{"label": self.classes[i], "probability": float(p[i])} for i in idx]
             status = "blank" if blank else ("unsure" if top[0]["probability"] < self.threshold else "ok")
             out.append({"label": None if blank else top[0]["label"], "status": status,
                         "confidence": None if blank else top[0]["probability"],

@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,64 +24,11 @@ import torch.nn.functional as F
 from .augment import AffineAug
 from .calibrate import calibrate
 from .checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
+from .config import RECIPES, TrainConfig, config_from  # noqa: F401  re-exported: the names live there, torch-free
 from .data import Dataset, load, split_indices, to_float
 from .evaluate import logits_of, metrics_from_logits
 from .models import count_parameters, create_model
 from .util import atomic_write_text, environment, resolve_device, say, write_json
-
-
-@dataclass
-class TrainConfig:
-    model: str = "seed"  # a name from the model registry
-    model_args: dict = field(default_factory=dict)  # extra keyword arguments for the model
-    dataset: str = "mnist"  # a registered dataset, or a folder of IDX files
-    data_dir: str | None = None  # default: $DIGITREC_DATA or ~/.cache/digitrec
-    epochs: float = 6  # may be fractional: training stops after that share of the last epoch
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov momentum 0.9)
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # constant | cosine | onecycle (linear warm-up, linear decay)
-    warmup: float = 0.0  # share of all steps spent warming up (cosine, onecycle)
-    label_smoothing: float = 0.0
-    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
-    augment: bool = False  # random affine transform per image (rotate, scale, shear, shift)
-    aug_rotate: float = 10.0
-    aug_scale: float = 0.10
-    aug_shear: float = 0.15
-    aug_translate: float = 2.0
-    val_size: int = 5000  # validation images carved from the training set
-    split_seed: int = 0  # fixed, so every run and seed is chosen on the same validation set
-    seed: int = 0  # model initialisation, shuffling and augmentation
-    device: str = "auto"  # auto | cpu | cuda | mps
-    threads: int = 0  # torch CPU threads; 0 = PyTorch's default
-    amp: str = "auto"  # auto | off | bf16: bfloat16 autocast; auto = on for CUDA, off for CPU (slower there)
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the model (compile time reported separately)
-    eval_every: int = 1  # evaluate on validation every N epochs (and always at the end)
-
-
-# Named starting points; explicit command-line options override them.
-RECIPES: dict[str, dict] = {
-    # The documented baseline: one convolution, ReLU, one linear layer; Adam.
-    "seed": dict(model="seed", epochs=6, batch_size=128, lr=1e-3, schedule="cosine"),
-    # Time to 99% on a CPU: a small strided network, large steps, one-cycle schedule.
-    "speedrun": dict(model="fast", epochs=2, batch_size=256, lr=0.01, schedule="onecycle", warmup=0.25,
-                     channels_last=True, eval_every=100),
-    # The most accurate per CPU-minute: a batch-norm CNN, a random affine transform per image,
-    # AdamW with one-cycle, label smoothing. About 6 minutes on 2 cores.
-    "best": dict(model="deep", model_args={"width": 32}, augment=True, epochs=15, batch_size=128,
-                 optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="onecycle", warmup=0.15,
-                 label_smoothing=0.1, channels_last=True),
-}
-
-
-def config_from(recipe: str | None = None, **overrides) -> TrainConfig:
-    base = dict(RECIPES[recipe]) if recipe else {}
-    if recipe and recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**base)
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -90,7 +36,7 @@ def check_config(cfg: TrainConfig) -> None:
     from .models import MODELS
 
     choices = {"model": sorted(MODELS), "schedule": ["constant", "cosine", "onecycle"],
-               "optimizer": ["adam", "adamw", "sgd"], "amp": ["auto", "off", "bf16"]}
+               "optimizer": ["adam", "adamw", "sgd"], "amp": ["auto", "off", "bf16"], "keep": ["best", "last"]}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
@@ -361,7 +307,8 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
                 vm = metrics_from_logits(logits_of(eval_model(), x_val, spec.mean, spec.std, device), y_val,
                                          spec.num_classes)
                 row["val_loss"], row["val_accuracy"] = vm.loss, vm.accuracy
-                if (vm.accuracy, -vm.loss) > (best["val_accuracy"], -best["val_loss"]):
+                better = (vm.accuracy, -vm.loss) > (best["val_accuracy"], -best["val_loss"])
+                if better if cfg.keep == "best" else epoch + 1 == n_epochs:
                     best = {"val_accuracy": vm.accuracy, "val_loss": vm.loss, "epoch": epoch + 1}
                     save_checkpoint(out / "best.pt", eval_model(), cfg.model, model_args,
                                     {**meta_base, "epoch": epoch + 1, "val": vm.to_json()})
@@ -417,6 +364,6 @@ def finish(out: Path, ds: Dataset, device: str, train_time: float, wall: float, 
                                              ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")},
                  "calibration": calibration}
     save_checkpoint(out / "best.pt", model, ckpt["model"]["name"], ckpt["model"]["args"], ckpt_meta)
-    log(f"best epoch {best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
+    log(f"{'best' if cfg.get('keep', 'best') == 'best' else 'kept'} epoch {best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
         f"test acc {100 * metrics['test_accuracy']:.2f}%  ({train_time:.1f}s training, {wall:.1f}s in all)")
     return metrics
