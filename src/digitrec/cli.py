@@ -109,7 +109,7 @@ def cmd_train(args) -> int:
             raise UserError(f"{out} already holds a run; choose another --out, or continue it with --resume {out}")
         resume = False
     try:
-        metrics = train(cfg, out, resume=resume, quiet=args.quiet)
+        train(cfg, out, resume=resume, quiet=args.quiet)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 130

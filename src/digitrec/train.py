@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import signal
@@ -28,7 +27,7 @@ from .config import RECIPES, TrainConfig, config_from  # noqa: F401  re-exported
 from .data import Dataset, load, split_indices, to_float
 from .evaluate import logits_of, metrics_from_logits
 from .models import count_parameters, create_model
-from .util import atomic_write_text, environment, resolve_device, say, write_json
+from .util import atomic_write_text, environment, resolve_device, write_json
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -364,6 +363,7 @@ def finish(out: Path, ds: Dataset, device: str, train_time: float, wall: float, 
                                              ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")},
                  "calibration": calibration}
     save_checkpoint(out / "best.pt", model, ckpt["model"]["name"], ckpt["model"]["args"], ckpt_meta)
-    log(f"{'best' if cfg.get('keep', 'best') == 'best' else 'kept'} epoch {best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
+    chosen = "best" if cfg.get("keep", "best") == "best" else "kept"
+    log(f"{chosen} epoch {best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
         f"test acc {100 * metrics['test_accuracy']:.2f}%  ({train_time:.1f}s training, {wall:.1f}s in all)")
     return metrics
