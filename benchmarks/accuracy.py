@@ -20,8 +20,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from digitrec.evaluate import evaluate_checkpoints
-from digitrec.train import config_from, train
+from digitrec.evaluate import evaluate
+from digitrec.training.config import config_from
+from digitrec.training.loop import train
 
 
 def main() -> None:
@@ -59,16 +60,15 @@ def main() -> None:
         test = [100 * m["test_accuracy"] for _, m in runs]
         val = [100 * m["val_accuracy"] for _, m in runs]
     else:  # reload and score each run's chosen weights, with its own report in <run>/<tag>/
-        scored = [evaluate_checkpoints([o / f"{args.checkpoint}.pt"], out=o / tag, tta=args.tta, log=quiet)
-                  for o, _ in runs]
-        test = [100 * r["ensemble"]["accuracy"] for r in scored]
-        val = [100 * r["members"][0]["val_accuracy"] for r in scored]
+        scored = [evaluate([o / f"{args.checkpoint}.pt"], out=o / tag, tta=args.tta, log=quiet) for o, _ in runs]
+        test = [100 * r.ensemble["accuracy"] for r in scored]
+        val = [100 * r.members[0]["val_accuracy"] for r in scored]
     ens = ""
     if len(runs) > 1 and not args.no_ensemble:
-        res = evaluate_checkpoints([o / f"{args.checkpoint}.pt" for o, _ in runs], tta=args.tta, log=quiet,
-                                   out=args.out / f"{args.recipe}-ensemble" / tag)
-        ens = f"{100 * res['ensemble']['accuracy']:.2f}%"
-        ens += f" (validation {100 * res['ensemble']['val_accuracy']:.2f}%)"
+        res = evaluate([o / f"{args.checkpoint}.pt" for o, _ in runs], tta=args.tta, log=quiet,
+                       out=args.out / f"{args.recipe}-ensemble" / tag)
+        ens = f"{100 * res.ensemble['accuracy']:.2f}%"
+        ens += f" (validation {100 * res.ensemble['val_accuracy']:.2f}%)"
     sd = statistics.stdev(test) if len(test) > 1 else 0.0
     print(f"checkpoint: {args.checkpoint}, test-time augmentation: {'on' if args.tta else 'off'}\n")
     print(f"| recipe | model | parameters | epochs | train minutes (mean) | test mean | std | min | max | "

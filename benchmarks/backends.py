@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     backends = {"torch": run_torch, "onnx": onnx_model}
     x = torch.randn(max(args.batches), 1, 28, 28, generator=torch.Generator().manual_seed(0))
     diff = float((run_torch(x).softmax(1) - onnx_model(x).softmax(1)).abs().max())
-    print(f"{ckpt['model']['name']} model from {args.checkpoint}; ONNX export {onnx_model.path.name}; "
+    print(f"{ckpt.name} model from {args.checkpoint}; ONNX export {onnx_model.path.name}; "
           f"largest difference in probability: {diff:.1e}", file=sys.stderr)
 
     rows = []
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
     import onnxruntime
 
-    print(f"\n{ckpt['model']['name']} model, CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} "
+    print(f"\n{ckpt.name} model, CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} "
           f"cores, shared), torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"onnxruntime {onnxruntime.__version__}\n")
     print("| batch | torch images/s | onnx images/s | onnx / torch |")

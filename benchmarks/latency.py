@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from _common import server
 
 
 def canvas_png() -> bytes:
@@ -56,48 +55,26 @@ def main(argv=None) -> int:
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "digitrec", "serve", "--port", str(port)]
-    if args.checkpoint:
-        cmd += ["--checkpoint", str(args.checkpoint)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    health = client.get("/api/health").json()
-                    break
-                except httpx.TransportError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        print(f"the server did not start:\n{server.stderr.read()}", file=sys.stderr)
-                        return 1
-                    time.sleep(0.2)
-            print(f"{health['checkpoint']} ({health['model']}, {health['dataset']}), {args.n} sequential "
-                  f"requests per input over one keep-alive loopback connection, after 5 warm-up requests\n")
-            print("| input | bytes | median ms | p90 ms | min ms | server's own ms (median) |")
-            print("|---|---:|---:|---:|---:|---:|")
-            for name, data, ctype in (("canvas 280x280 RGBA PNG", canvas_png(), "image/png"),
-                                      ("photo 1600x1200 JPEG", photo_jpeg(), "image/jpeg")):
-                for _ in range(5):
-                    client.post("/api/predict", content=data, headers={"content-type": ctype})
-                times, inside = [], []
-                for _ in range(args.n):
-                    t0 = time.perf_counter()
-                    r = client.post("/api/predict", content=data, headers={"content-type": ctype})
-                    times.append(1000 * (time.perf_counter() - t0))
-                    r.raise_for_status()
-                    inside.append(r.json()["ms"])
-                times.sort()
-                print(f"| {name} | {len(data):,} | {statistics.median(times):.1f} | "
-                      f"{times[int(0.9 * len(times)) - 1]:.1f} | {times[0]:.1f} | {statistics.median(inside):.1f} |")
-    finally:
-        server.terminate()
-        server.wait(10)
+    with server(*(["--checkpoint", str(args.checkpoint)] if args.checkpoint else [])) as (base, _, health), \
+            httpx.Client(base_url=base, timeout=30) as client:
+        print(f"{health['checkpoint']} ({health['model']}, {health['dataset']}), {args.n} sequential "
+              f"requests per input over one keep-alive loopback connection, after 5 warm-up requests\n")
+        print("| input | bytes | median ms | p90 ms | min ms | server's own ms (median) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, data, ctype in (("canvas 280x280 RGBA PNG", canvas_png(), "image/png"),
+                                  ("photo 1600x1200 JPEG", photo_jpeg(), "image/jpeg")):
+            for _ in range(5):
+                client.post("/api/predict", content=data, headers={"content-type": ctype})
+            times, inside = [], []
+            for _ in range(args.n):
+                t0 = time.perf_counter()
+                r = client.post("/api/predict", content=data, headers={"content-type": ctype})
+                times.append(1000 * (time.perf_counter() - t0))
+                r.raise_for_status()
+                inside.append(r.json()["ms"])
+            times.sort()
+            print(f"| {name} | {len(data):,} | {statistics.median(times):.1f} | "
+                  f"{times[int(0.9 * len(times)) - 1]:.1f} | {times[0]:.1f} | {statistics.median(inside):.1f} |")
     return 0
 
 

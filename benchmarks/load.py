@@ -35,24 +35,14 @@ import argparse
 import asyncio
 import io
 import itertools
-import os
-import re
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _common import MemorySampler, machine, server
 
 
 def png(im: Image.Image) -> bytes:
@@ -64,7 +54,7 @@ def png(im: Image.Image) -> bytes:
 def digit_images(n: int = 200) -> list[bytes]:
     """MNIST test digits as a person draws them on the web page: dark ink, 280x280 canvas."""
     try:
-        from digitrec.data import load
+        from digitrec.data.load import load
 
         digits = load("mnist", fetch_missing=False).test_x[:n].numpy()
     except Exception as e:  # noqa: BLE001  no dataset here: draw strokes instead
@@ -85,31 +75,6 @@ def photo(width: int = 4000, height: int = 3000) -> bytes:
     d = ImageDraw.Draw(im)
     d.line([(1500, 700), (2500, 700), (1800, 2300)], fill=(30, 30, 60), width=120)  # a 7
     return png(im)
-
-
-class MemorySampler(threading.Thread):
-    """The peak VmRSS of a process since the last `take()`, sampled every 20 ms."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.path, self.peak, self.stop = f"/proc/{pid}/status", 0, False
-
-    def status(self, key: str) -> int:
-        try:
-            text = Path(self.path).read_text()
-        except OSError:
-            return 0
-        m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
-        return int(m.group(1)) * 1024 if m else 0
-
-    def run(self):
-        while not self.stop:
-            self.peak = max(self.peak, self.status("VmRSS"))
-            time.sleep(0.02)
-
-    def take(self) -> int:
-        peak, self.peak = self.peak, self.status("VmRSS")
-        return peak
 
 
 async def load(url: str, payloads: list[bytes], n: int, clients: int, max_seconds: float,
@@ -162,29 +127,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-upload", type=int, default=5_000_000, help="the server's --max-upload, bytes")
     args = p.parse_args(argv)
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--backend", args.backend,
-           "--max-concurrency", str(args.max_concurrency), "--max-upload", str(args.max_upload)]
+    serve_args = ["--backend", args.backend, "--max-concurrency", str(args.max_concurrency),
+                  "--max-upload", str(args.max_upload)]
     if args.checkpoint:
-        cmd += ["--checkpoint", str(args.checkpoint)]
-    log = tempfile.NamedTemporaryFile("w+", prefix="digitrec-serve-", suffix=".log", delete=False)
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        for _ in range(600):  # up to a minute to load the model (and export it, for onnx)
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited ({server.returncode}):\n{Path(log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not answer /api/health within a minute")
-        sampler = MemorySampler(server.pid)
+        serve_args += ["--checkpoint", str(args.checkpoint)]
+    with server(*serve_args) as (base, proc, _):
+        sampler = MemorySampler(proc.pid)
         sampler.start()
         idle = sampler.status("VmRSS")
         sampler.take()
@@ -203,20 +151,10 @@ def main(argv=None) -> int:
                   file=sys.stderr)
         hwm = sampler.status("VmHWM")
         sampler.stop = True
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        os.unlink(log.name)
-
-    import torch
 
     print(f"\n`digitrec serve --backend {args.backend} --max-concurrency {args.max_concurrency} "
-          f"--max-upload {args.max_upload}`, {args.clients} concurrent clients, {os.cpu_count()} CPUs "
-          f"(shared by client and server), torch {torch.__version__}\n")
+          f"--max-upload {args.max_upload}`, {args.clients} concurrent clients, client and server "
+          f"sharing {machine()}\n")
     print("| load | body | requests | errors | req/s | p50 ms | p95 ms | p99 ms | max ms | server peak RSS |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, size, r in rows:

@@ -30,23 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from digitrec.data import load
-from digitrec.evaluate import logits_of
+from _common import machine
+from digitrec.data.load import load
+from digitrec.metrics import logits_of
 from digitrec.models import MODELS, count_parameters, create_model
-from digitrec.train import config_from, train
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"Python {platform.python_version()}")
+from digitrec.training.config import config_from
+from digitrec.training.loop import train
 
 
 # ----------------------------------------------------------------------------- 1. pipelines
@@ -100,7 +89,7 @@ def digitrec_epoch(ds, max_batches: int | None) -> tuple[float, int]:
 
 def data_only(ds) -> tuple[float, float]:
     """Seconds to produce one epoch of batch-64 training batches, with no model: (textbook, digitrec)."""
-    from digitrec.data import split_indices, to_float
+    from digitrec.data.load import split_indices
 
     loader = torch.utils.data.DataLoader(TextbookMNIST(ds.train_x, ds.train_y), batch_size=64, shuffle=True)
     t0 = time.perf_counter()
@@ -109,7 +98,7 @@ def data_only(ds) -> tuple[float, float]:
     textbook = time.perf_counter() - t0
     t0 = time.perf_counter()
     tr, _ = split_indices(len(ds.train_x), 5000)
-    x_all, y_all = to_float(ds.train_x[tr], ds.spec.mean, ds.spec.std), ds.train_y[tr]  # once per run
+    x_all, y_all = ds.spec.card().normalise(ds.train_x[tr]), ds.train_y[tr]  # once per run
     perm = torch.randperm(len(x_all))
     for i in range(0, len(x_all), 64):
         x, y = x_all[perm[i : i + 64]], y_all[perm[i : i + 64]]
@@ -125,7 +114,7 @@ def time_to_accuracy(ds, seeds: int, targets=(0.98, 0.99), every: int = 10, reci
         reached: dict[float, float] = {}
 
         def observe(step, seconds, model):
-            acc = float((logits_of(model, ds.test_x, ds.spec.mean, ds.spec.std).argmax(1) == ds.test_y)
+            acc = float((logits_of(model, ds.test_x, ds.spec.card()).argmax(1) == ds.test_y)
                         .float().mean())
             for t in targets:
                 if acc >= t and t not in reached:

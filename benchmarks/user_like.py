@@ -71,17 +71,17 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", type=Path, default=None, help="write the images here and keep them")
     args = ap.parse_args(argv)
 
-    from digitrec.cli import main as digitrec_main
-    from digitrec.data import load
-    from digitrec.predict import Predictor
+    from digitrec.cli.main import main as digitrec_main
+    from digitrec.data.load import load
+    from digitrec.inference.predictor import Predictor
 
     predictor = Predictor(args.checkpoint)
-    ds = load(predictor.meta["dataset"]["name"], args.data_dir)
+    ds = load(predictor.card.dataset, args.data_dir)
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(len(ds.test_x), size=min(args.n, len(ds.test_x)), replace=False))
     x, y = ds.test_x.numpy(), ds.test_y.numpy()
 
-    raw_all = predictor.probabilities(list(x)).argmax(1).numpy()
+    raw_all = predictor.probabilities(list(x)).argmax(1)
     raw_hit = raw_all == y
     with contextlib.ExitStack() as stack:
         folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="user-like-")))

@@ -20,7 +20,8 @@ def synth_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth_run(synth_dir, tmp_path_factory) -> Path:
     """A finished training run on the synthetic data (seed model, 2 epochs): its run folder."""
-    from digitrec.train import TrainConfig, train
+    from digitrec.training.config import TrainConfig
+    from digitrec.training.loop import train
 
     out = tmp_path_factory.mktemp("run")
     train(TrainConfig(dataset=str(synth_dir), epochs=2, batch_size=64, val_size=100, device="cpu"), out, quiet=True)
@@ -30,7 +31,8 @@ def synth_run(synth_dir, tmp_path_factory) -> Path:
 @pytest.fixture
 def real_mnist():
     """The real MNIST tensors, or a skip saying why they are not here."""
-    from digitrec.data import DataError, load
+    from digitrec.data.load import load
+    from digitrec.errors import DataError
 
     try:
         return load("mnist", fetch_missing=False)

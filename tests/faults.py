@@ -6,6 +6,8 @@ $DIGITREC_FAULT picks the moment to pause at:
     step:K          after optimiser step K (counted in this process)
     write:NAME:K    during the K-th write of NAME, with half of its bytes in the temp file
     slow:S          no pause: every optimiser step and every file write take S seconds longer
+    nosync          no pause: under torchrun, gradients are not averaged over the ranks (a broken
+                    reduction, which the multi-process tests must be able to tell apart)
 At that moment the process (under torchrun: only rank $DIGITREC_FAULT_RANK, if set) prints
 "PAUSED rank R <where>" and waits until the file $DIGITREC_GO exists, so a test can signal or kill it there; after two minutes it gives up.
 $DIGITREC_RECORD=PREFIX writes the size and per-image pixel sums of every training batch
@@ -34,12 +36,13 @@ def pause(what: str) -> None:
 
 def install(fault: str, record: str | None) -> None:
     import digitrec.checkpoint
-    import digitrec.train
+    import digitrec.training.distributed
+    import digitrec.training.loop
     import digitrec.util
 
     kind, _, arg = fault.partition(":")
     if kind == "step":
-        make_optimizer = digitrec.train.make_optimizer
+        make_optimizer = digitrec.training.loop.make_optimizer
 
         def make_paused_optimizer(cfg, model):
             opt, steps = make_optimizer(cfg, model), [0]
@@ -52,7 +55,7 @@ def install(fault: str, record: str | None) -> None:
             opt.register_step_post_hook(hook)
             return opt
 
-        digitrec.train.make_optimizer = make_paused_optimizer
+        digitrec.training.loop.make_optimizer = make_paused_optimizer
     elif kind == "write":
         name, k = arg.rsplit(":", 1)
         atomic_write, seen = digitrec.util.atomic_write, [0]
@@ -71,7 +74,7 @@ def install(fault: str, record: str | None) -> None:
         digitrec.util.atomic_write = digitrec.checkpoint.atomic_write = paused_atomic_write
     elif kind == "slow":  # every step and every write take `arg` seconds longer: kills land inside them
         delay = float(arg)
-        make_optimizer, atomic_write = digitrec.train.make_optimizer, digitrec.util.atomic_write
+        make_optimizer, atomic_write = digitrec.training.loop.make_optimizer, digitrec.util.atomic_write
 
         def make_slow_optimizer(cfg, model):
             opt = make_optimizer(cfg, model)
@@ -81,15 +84,17 @@ def install(fault: str, record: str | None) -> None:
         def slow_atomic_write(path, write):
             atomic_write(path, lambda tmp: (write(tmp), time.sleep(delay)))
 
-        digitrec.train.make_optimizer = make_slow_optimizer
+        digitrec.training.loop.make_optimizer = make_slow_optimizer
         digitrec.util.atomic_write = digitrec.checkpoint.atomic_write = slow_atomic_write
+    elif kind == "nosync":
+        digitrec.training.distributed.wrap = lambda model: model
     elif kind:
         raise SystemExit(f"unknown fault {fault!r}")
 
     if record:
         import atexit
 
-        create_model, batches = digitrec.train.create_model, []
+        create_model, batches = digitrec.training.loop.create_model, []
 
         def create_recorded_model(*args, **kwargs):
             model = create_model(*args, **kwargs)
@@ -102,13 +107,13 @@ def install(fault: str, record: str | None) -> None:
             model.register_forward_pre_hook(hook)
             return model
 
-        digitrec.train.create_model = create_recorded_model
+        digitrec.training.loop.create_model = create_recorded_model
         path = f"{record}.{os.environ.get('RANK', '0')}.json"
         atexit.register(lambda: open(path, "w").write(json.dumps(batches)))
 
 
 if __name__ == "__main__":
     install(os.environ.get("DIGITREC_FAULT", ""), os.environ.get("DIGITREC_RECORD"))
-    from digitrec.cli import main
+    from digitrec.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from digitrec.data import write_idx
+from digitrec.data.idx import write_idx
 
 GLYPHS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from digitrec.predict import Predictor
-from digitrec.preprocess import preprocess
+from digitrec.inference.predictor import Predictor
+from digitrec.inference.preprocess import preprocess
 from synth import render
 
 pytest.importorskip("fastapi")
@@ -92,7 +92,7 @@ def test_predict_raw_body(client, predictor):
     assert np.array_equal(np.asarray(preview), preprocess(data).image), "the preview is what the model saw"
     direct, _ = predictor.predict_image(data, top_k=3)
     for key in ("label", "status", "confidence", "top"):
-        assert a[key] == direct[key], "the API answers as the Predictor does"
+        assert a[key] == direct.to_json()[key], "the API answers as the Predictor does"
 
 
 def test_multipart_and_raw_give_the_same_answer(client):
@@ -256,12 +256,12 @@ def test_concurrency_is_bounded(predictor):
 def test_serve_loads_the_model_once_and_binds_loopback(monkeypatch, synth_run, capsys):
     import uvicorn
 
-    import digitrec.predict
-    from digitrec.cli import main
+    import digitrec.inference.predictor
+    from digitrec.cli.main import main
 
     made, ran = [], []
-    real = digitrec.predict.Predictor
-    monkeypatch.setattr(digitrec.predict, "Predictor", lambda *a, **kw: made.append(a) or real(*a, **kw))
+    real = digitrec.inference.predictor.Predictor
+    monkeypatch.setattr(digitrec.inference.predictor, "Predictor", lambda *a, **kw: made.append(a) or real(*a, **kw))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
     monkeypatch.setattr("torch.set_num_threads", lambda n: None)  # serve's setting must not leak into other tests
     assert main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", "0"]) == 2  # port 0: refused

@@ -4,8 +4,9 @@ import torch
 from torch import nn
 
 from digitrec.augment import TTA_SHIFTS, AffineAug, shifted
-from digitrec.cli import main
-from digitrec.evaluate import logits_of
+from digitrec.card import ModelCard
+from digitrec.cli.main import main
+from digitrec.metrics import logits_of
 
 BG = -0.4242  # a normalised 0 pixel
 
@@ -71,16 +72,17 @@ def test_tta_averages_the_shifted_views():
     images = torch.zeros(6, 28, 28, dtype=torch.uint8)
     images[:, 8:20, 10:18] = torch.arange(6, dtype=torch.uint8)[:, None, None] * 40
     mean, std = 0.1307, 0.3081
+    card = ModelCard("digits", tuple("0123456789"), mean, std)
     blind = InkSum(-mean / std)
-    plain = logits_of(blind, images, mean, std).log_softmax(1)
-    assert torch.allclose(logits_of(blind, images, mean, std, tta=True), plain, atol=1e-5)
+    plain = logits_of(blind, images, card).log_softmax(1)
+    assert torch.allclose(logits_of(blind, images, card, tta=True), plain, atol=1e-5)
     torch.manual_seed(0)
     where = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # sees positions: the views differ
     x = ((images.float() / 255 - mean) / std).unsqueeze(1)
     views = torch.stack([where(shifted(x, dx, dy, -mean / std)).log_softmax(1) for dx, dy in TTA_SHIFTS])
-    got = logits_of(where, images, mean, std, tta=True)
+    got = logits_of(where, images, card, tta=True)
     assert torch.allclose(got, views.mean(0), atol=1e-5)
-    assert not torch.allclose(got, logits_of(where, images, mean, std).log_softmax(1), atol=1e-3)
+    assert not torch.allclose(got, logits_of(where, images, card).log_softmax(1), atol=1e-3)
 
 
 def test_evaluate_with_tta_writes_its_own_report(synth_run, capsys):

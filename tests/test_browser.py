@@ -35,8 +35,10 @@ def checkpoint(tmp_path_factory):
     packaged = resources.files("digitrec") / "pretrained" / "mnist.pt"
     if packaged.is_file():
         return Path(str(packaged))
-    from digitrec.data import DataError, load
-    from digitrec.train import TrainConfig, train
+    from digitrec.data.load import load
+    from digitrec.errors import DataError
+    from digitrec.training.config import TrainConfig
+    from digitrec.training.loop import train
 
     try:
         data = load("mnist", fetch_missing=False)
@@ -51,7 +53,7 @@ def checkpoint(tmp_path_factory):
 def server(checkpoint):
     """uvicorn serving the app on a free loopback port, in a background thread."""
     uvicorn = pytest.importorskip("uvicorn")
-    from digitrec.predict import Predictor
+    from digitrec.inference.predictor import Predictor
     from digitrec.serve import create_app
 
     with socket.socket() as s:

@@ -5,7 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
-from digitrec.cli import main
+from digitrec.cli.main import main
 
 FIGURES = ["loss_curve.png", "correct_grid.png", "errors_grid.png", "confusion.png", "per_class.png", "ink.png",
            "reliability.png"]
@@ -73,14 +73,54 @@ def test_ensemble_evaluation(synth_run, tmp_path, synth_dir):
     (["evaluate", "--checkpoint", "/nonexistent/best.pt"], "does not exist"),
     (["train", "--dataset", "no-such-dataset"], "unknown dataset"),
     (["train", "--model", "no-such-model", "--dataset", "{synth}"], "unknown model"),
-    (["train", "--schedule", "sideways", "--dataset", "{synth}", "--val-size", "100"], "unknown schedule"),
+    (["train", "--schedule", "sideways", "--dataset", "{synth}", "--val-size", "100"],
+     "argument --schedule: invalid choice: 'sideways'"),
     (["train", "--resume", "/nonexistent"], "not a run folder that can be resumed"),
+    (["train", "--model-arg", "depth=3", "--dataset", "{synth}"], "model 'seed' takes no argument depth"),
+    (["train", "--epochs", "0", "--dataset", "{synth}"], "must be positive"),
+    (["train", "--recipe", "best", "--val-size", "0", "--dataset", "{synth}"], "--val-size"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(args, message, synth_dir):
     proc = run_cli(*[a.format(synth=synth_dir) for a in args])
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_enum_options_are_refused_when_parsed_before_torch_loads():
+    """`--optimizer rmsprop --amp fp16` is refused by the parser itself: choices come from the
+    config's Literal annotations, so a bad value costs no torch import and no data load."""
+    code = ("import sys; from digitrec.cli.main import main\n"
+            "try:\n    main(['train', '--optimizer', 'rmsprop', '--amp', 'fp16'])\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert "argument --optimizer: invalid choice: 'rmsprop' (choose from 'adam', 'adamw', 'sgd')" in proc.stderr
+
+
+def test_config_errors_are_user_errors():
+    from digitrec.errors import UserError
+    from digitrec.training.config import config_from
+
+    with pytest.raises(UserError, match="unknown recipe 'nope'"):
+        config_from("nope")
+    with pytest.raises(UserError, match="unknown optimizer 'rmsprop'"):
+        config_from("seed", optimizer="rmsprop")
+    with pytest.raises(UserError, match="does not know: colour"):
+        config_from("seed", colour="blue")
+
+
+def test_a_bug_is_a_traceback_not_a_user_error(monkeypatch, capsys):
+    """Only errors the user can fix become one line; a ValueError from deep inside is a bug and
+    keeps its traceback."""
+    import digitrec.cli.fetch
+
+    def broken(args):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.setattr(digitrec.cli.fetch, "run", broken)
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        main(["fetch"])
 
 
 def test_refuses_to_overwrite_a_run(synth_run):
@@ -100,4 +140,4 @@ def test_keep_last_keeps_the_final_weights(synth_dir, tmp_path):
     final = torch.load(out / "last.pt", weights_only=True)
     assert kept["meta"]["epoch"] == final["meta"]["epoch"] == 3
     assert all(torch.equal(kept["state_dict"][k], final["state_dict"][k]) for k in final["state_dict"])
-    assert "calibration" in kept["meta"] and "metrics" in kept["meta"]
+    assert kept["meta"]["card"]["calibrated"] and "metrics" in kept["meta"]

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec import data
-from digitrec.data import DataError, fetch, load, parse_idx, split_indices, write_idx
-from digitrec.datasets import MNIST, ROLES, FileSpec, get_spec
+from digitrec.data import fetch as data
+from digitrec.data.fetch import fetch
+from digitrec.data.idx import parse_idx, write_idx
+from digitrec.data.load import load, split_indices
+from digitrec.data.registry import MNIST, ROLES, FileSpec, get_spec
+from digitrec.errors import DataError, UnknownDataset
 
 
 def idx_bytes(t: torch.Tensor) -> bytes:
@@ -68,7 +71,7 @@ def test_load_user_folder(synth_dir):
 
 
 def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown dataset 'nope'.*mnist"):
+    with pytest.raises(UnknownDataset, match="unknown dataset 'nope'.*mnist"):
         get_spec("nope")
 
 

@@ -16,9 +16,12 @@ import pytest
 import torch
 from synth import make_idx_folder, make_images, render
 
-from digitrec import data
-from digitrec.data import DataError, fetch, load, write_idx
-from digitrec.datasets import REGISTRY, ROLES, FileSpec, get_spec, mnist_files
+from digitrec.data import fetch as data
+from digitrec.data.fetch import fetch
+from digitrec.data.idx import write_idx
+from digitrec.data.load import load
+from digitrec.data.registry import REGISTRY, ROLES, FileSpec, get_spec, mnist_files
+from digitrec.errors import DataError
 
 N_TRAIN, N_TEST = 260, 52  # ten of each letter in training, two in test
 
@@ -287,7 +290,7 @@ def test_gz_files_put_in_the_cache_by_hand(tmp_path):
 
 
 def test_fetch_from_a_folder_on_the_command_line(tmp_path, monkeypatch, capsys):
-    from digitrec.cli import main
+    from digitrec.cli.main import main
 
     spec = small(REGISTRY["emnist-letters"])
     write_layout(spec, tmp_path / "mine", sample(spec), gz=True)
@@ -316,7 +319,7 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
 def letters_run(tmp_path_factory):
     """`digitrec train --dataset emnist-letters` end to end, on a small fake of NIST's archive
     sitting in the cache: its run folder (the data folder is beside it)."""
-    from digitrec.cli import main
+    from digitrec.cli.main import main
 
     tmp = tmp_path_factory.mktemp("letters")
     letters, _, zpath = emnist_pair(tmp)
@@ -333,13 +336,13 @@ def letters_run(tmp_path_factory):
 def test_letters_checkpoint_carries_its_classes(letters_run):
     from digitrec.checkpoint import load_checkpoint
 
-    meta = load_checkpoint(letters_run / "best.pt")["meta"]
+    meta = load_checkpoint(letters_run / "best.pt").meta
     assert meta["dataset"]["name"] == "emnist-letters" and meta["dataset"]["classes"][:3] == ["A", "B", "C"]
     assert meta["config"]["dataset"] == "emnist-letters"
 
 
 def test_letters_model_on_digits_data_is_a_clear_error(letters_run, synth_dir, capsys):
-    from digitrec.cli import main
+    from digitrec.cli.main import main
 
     assert main(["evaluate", "--checkpoint", str(letters_run / "best.pt"), "--dataset", str(synth_dir)]) == 2
     err = capsys.readouterr().err
@@ -349,18 +352,18 @@ def test_letters_model_on_digits_data_is_a_clear_error(letters_run, synth_dir, c
 
 def test_digits_model_on_letters_data_is_a_clear_error(synth_run, letters_run):
     from digitrec.checkpoint import CheckpointError
-    from digitrec.evaluate import evaluate_checkpoints
+    from digitrec.evaluate import evaluate
 
     spec = small(REGISTRY["emnist-letters"])
     ds = load(spec, letters_run.parent / "data", fetch_missing=False)  # extracted by the training run
     with pytest.raises(CheckpointError, match=r"trained on synthetic \(10 classes.*data is emnist-letters \(26"):
-        evaluate_checkpoints([synth_run / "best.pt"], data=ds, log=lambda *_: None)
+        evaluate([synth_run / "best.pt"], data=ds, log=lambda *_: None)
 
 
 def test_evaluate_on_another_dataset_with_the_same_classes(synth_run, tmp_path, capsys):
     """An MNIST-style model scored on other digits (as `--dataset emnist-digits` does): the
     report goes beside the run's own, which stays as it was."""
-    from digitrec.cli import main
+    from digitrec.cli.main import main
 
     other = make_idx_folder(tmp_path / "other", n_train=300, n_test=100, seed=3, meta={"name": "otherdigits"})
     before = (synth_run / "report.md").read_bytes() if (synth_run / "report.md").exists() else None

@@ -18,12 +18,14 @@ import torch
 from PIL import Image
 
 from digitrec.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from digitrec.cli import main
-from digitrec.data import load, sha256_file
-from digitrec.evaluate import logits_of
+from digitrec.cli.main import main
+from digitrec.data.fetch import sha256_file
+from digitrec.data.load import load
+from digitrec.metrics import logits_of
 from digitrec.export import OnnxModel, cached_onnx
-from digitrec.onnxrun import OnnxRunner
-from digitrec.predict import Predictor, packaged_checkpoint, packaged_onnx
+from digitrec.inference.onnxrun import OnnxRunner
+from digitrec.inference.backends import packaged_checkpoint, packaged_onnx
+from digitrec.inference.predictor import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +58,12 @@ def test_onnx_runtime_matches_pytorch_on_test_digits(exported, test_digits, batc
     """Raw ONNX Runtime, as a deployment would call it, against the checkpoint in PyTorch."""
     model, ckpt = load_model(exported[0])
     ds = test_digits
-    mean, std = ckpt["meta"]["dataset"]["mean"], ckpt["meta"]["dataset"]["std"]
+    mean, std = ckpt.card.mean, ckpt.card.std
     session = ort.InferenceSession(str(exported[1]), providers=["CPUExecutionProvider"])
     x = ((ds.test_x.float() / 255.0 - mean) / std).unsqueeze(1)  # (200, 1, 28, 28)
     out = [session.run(["logits"], {"image": x[i : i + batch].numpy()})[0] for i in range(0, len(x), batch)]
     got = torch.from_numpy(np.concatenate(out)).softmax(1)
-    want = logits_of(model, ds.test_x, mean, std).softmax(1)
+    want = logits_of(model, ds.test_x, ckpt.card).softmax(1)
     assert got.shape == want.shape == (200, 10)
     assert float((got - want).abs().max()) < 1e-4
     assert torch.equal(got.argmax(1), want.argmax(1))
@@ -70,13 +72,13 @@ def test_onnx_runtime_matches_pytorch_on_test_digits(exported, test_digits, batc
 def test_onnx_model_carries_the_checkpoint_metadata(exported, test_digits):
     model, ckpt = load_model(exported[0])
     onnx_model = OnnxModel(exported[1])  # the .onnx alone: nothing else to read
-    assert onnx_model.meta == json.loads(json.dumps(ckpt["meta"]))
+    assert onnx_model.meta == json.loads(json.dumps(ckpt.meta))
     assert onnx_model.meta["dataset"]["classes"] == list("0123456789")
     assert "temperature" in onnx_model.meta["calibration"]
-    spec = onnx_model.meta["dataset"]
+    assert onnx_model.card == ckpt.card
     # OnnxModel runs wherever the torch model does, e.g. in the evaluation's batched inference.
-    a = logits_of(onnx_model, test_digits.test_x, spec["mean"], spec["std"])
-    b = logits_of(model, test_digits.test_x, spec["mean"], spec["std"])
+    a = logits_of(onnx_model, test_digits.test_x, onnx_model.card)
+    b = logits_of(model, test_digits.test_x, ckpt.card)
     assert torch.allclose(a.softmax(1), b.softmax(1), atol=1e-4) and torch.equal(a.argmax(1), b.argmax(1))
     assert OnnxModel(exported[1])(torch.zeros(0, 1, 28, 28)).shape == (0, 10)
 
@@ -91,7 +93,7 @@ def test_export_is_reused_while_the_checkpoint_is_unchanged(exported, tmp_path):
     model, old = load_model(ckpt)
     with torch.no_grad():
         model[-1].bias += 1.0  # the checkpoint changes: its export is stale
-    save_checkpoint(ckpt, model, old["model"]["name"], old["model"]["args"], old["meta"])
+    save_checkpoint(ckpt, model, old.model["name"], old.model["args"], old.meta)
     fresh = OnnxModel(ckpt)
     assert fresh.path == onnx_file and onnx_file.stat().st_mtime > 1
     x = torch.randn(5, 1, 28, 28)
@@ -113,10 +115,11 @@ def test_foreign_and_damaged_onnx_files_are_clear_errors(exported, tmp_path):
         OnnxModel(tmp_path / "none.onnx")
 
 
-def assert_same_answers(a: list[dict], b: list[dict]) -> None:
-    """Two backends' answers: same labels and statuses, probabilities within 1e-4."""
+def assert_same_answers(a: list, b: list) -> None:
+    """Two backends' answers (Answers, or their JSON): same labels and statuses, probabilities within 1e-4."""
     assert len(a) == len(b)
     for x, y in zip(a, b):
+        x, y = (v.to_json() if hasattr(v, "to_json") else v for v in (x, y))
         assert (x["label"], x["status"]) == (y["label"], y["status"])
         assert max(abs(x["probabilities"][k] - y["probabilities"][k]) for k in x["probabilities"]) < 1e-4
 
@@ -139,7 +142,7 @@ def test_packaged_onnx_is_the_export_of_the_packaged_checkpoint(test_digits):
         assert runner.source_sha256 == sha256_file(pt), \
             "mnist.onnx was exported from another mnist.pt: run `digitrec export src/digitrec/pretrained/mnist.pt`"
         ckpt = load_checkpoint(pt)
-        assert runner.model == ckpt["model"] and runner.meta == json.loads(json.dumps(ckpt["meta"], default=str))
+        assert runner.model == ckpt.model and runner.meta == json.loads(json.dumps(ckpt.meta, default=str))
     rng = np.random.default_rng(0)
     images = (list(test_digits.test_x[:100].numpy()) + [np.zeros((28, 28), np.uint8)]
               + [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(10)])
@@ -168,7 +171,7 @@ def test_predict_and_serve_with_the_onnx_backend(exported, test_digits, tmp_path
 
     from fastapi.testclient import TestClient
 
-    from digitrec.predict import Predictor
+    from digitrec.inference.predictor import Predictor
     from digitrec.serve import create_app
 
     client = TestClient(create_app(Predictor(exported[0], backend="onnx")))

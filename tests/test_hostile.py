@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from digitrec.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model, save_checkpoint
-from digitrec.cli import main
+from digitrec.cli.main import main
 from digitrec.models import create_model
-from digitrec.preprocess import Preprocessed, PreprocessError, preprocess
+from digitrec.inference.preprocess import Preprocessed, PreprocessError, preprocess
 from synth import render
 
 
@@ -99,9 +99,10 @@ def test_cli_refuses_hostile_checkpoint_with_a_message(hostile, command, capsys)
 
 def test_genuine_checkpoint_still_loads(tmp_path):
     """The refusal is about pickled objects, not about checkpoints: ours hold none."""
-    save_checkpoint(tmp_path / "ok.pt", create_model("seed"), "seed", {}, {"dataset": {"classes": ["0"]}},
+    card = {"dataset": {"name": "digits", "classes": list("0123456789"), "mean": 0.13, "std": 0.3}}
+    save_checkpoint(tmp_path / "ok.pt", create_model("seed"), "seed", {}, card,
                     train_state={"history": [{"epoch": 1, "val_loss": 0.5}], "rng": torch.get_rng_state()})
-    assert load_checkpoint(tmp_path / "ok.pt")["train_state"]["history"][0]["epoch"] == 1
+    assert load_checkpoint(tmp_path / "ok.pt").train_state["history"][0]["epoch"] == 1
 
 
 # ----------------------------------------------------------------------------- images
@@ -283,7 +284,7 @@ def test_preprocess_mutated_images(data):
 def client(synth_run):
     from fastapi.testclient import TestClient
 
-    from digitrec.predict import Predictor
+    from digitrec.inference.predictor import Predictor
     from digitrec.serve import create_app
 
     app = create_app(Predictor(synth_run / "best.pt"), max_upload=1_000_000, max_concurrency=2)

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitrec.data import DataError, load, write_idx
-from digitrec.datasets import MNIST, ROLES, FileSpec
+from digitrec.data.idx import write_idx
+from digitrec.data.load import load
+from digitrec.data.registry import MNIST, ROLES, FileSpec
+from digitrec.errors import DataError
 from synth import make_images
 
 

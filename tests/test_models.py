@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from digitrec.errors import UserError
 from digitrec.models import MODELS, count_parameters, create_model
 
 
@@ -32,7 +33,7 @@ def test_seed_is_the_documented_baseline():
 
 
 def test_unknown_model_lists_the_choices():
-    with pytest.raises(ValueError, match="unknown model 'nope'.*seed"):
+    with pytest.raises(UserError, match="unknown model 'nope'.*seed"):
         create_model("nope")
 
 

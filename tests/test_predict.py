@@ -4,6 +4,7 @@ default `digitrec predict` answering without importing torch. Uses the synthetic
 (and, where it says so, the packaged one)."""
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -14,10 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from digitrec.checkpoint import CheckpointError, load_model
-from digitrec.cli import main
-from digitrec.predict import Predictor, ascii_art, find_images, resolve_backend
-from digitrec.preprocess import preprocess
+from digitrec.checkpoint import load_model
+from digitrec.errors import CheckpointError, UserError
+from digitrec.cli.main import main
+from digitrec.cli.predict import ascii_art, find_images
+from digitrec.inference.backends import resolve_backend
+from digitrec.inference.predictor import Predictor
+from digitrec.inference.preprocess import preprocess
 from synth import render
 
 
@@ -46,11 +50,11 @@ def glyph_png(text: str, path=None, size=200, invert=True) -> bytes:
 
 
 def test_predictor_reads_classes_and_calibration_from_the_checkpoint(predictor, ckpt):
-    meta = load_model(ckpt)[1]["meta"]
+    meta = load_model(ckpt)[1].meta
     assert predictor.classes == meta["dataset"]["classes"]
-    assert predictor.temperature == meta["calibration"]["temperature"]
+    assert predictor.card.temperature == meta["calibration"]["temperature"]
     assert predictor.threshold == meta["calibration"]["threshold"]
-    assert predictor.calibrated
+    assert predictor.card.calibrated
     info = predictor.info()
     assert info["classes"] == predictor.classes and info["dataset"] == meta["dataset"]["name"]
 
@@ -58,13 +62,13 @@ def test_predictor_reads_classes_and_calibration_from_the_checkpoint(predictor, 
 def test_probabilities_are_temperature_scaled_softmax(predictor, ckpt):
     model, c = load_model(ckpt)
     images = [render(ch).numpy() for ch in "0123"]
-    mean, std = c["meta"]["dataset"]["mean"], c["meta"]["dataset"]["std"]
+    mean, std = c.meta["dataset"]["mean"], c.meta["dataset"]["std"]
     x = ((torch.as_tensor(np.stack(images)).float() / 255 - mean) / std).unsqueeze(1)
     with torch.no_grad():
-        expected = (model(x) / c["meta"]["calibration"]["temperature"]).softmax(1)
+        expected = (model(x) / c.meta["calibration"]["temperature"]).softmax(1)
     got = predictor.probabilities(images)
     assert got.shape == (4, len(predictor.classes))
-    assert torch.allclose(got, expected, atol=1e-6)
+    assert np.allclose(got, expected.numpy(), atol=1e-6)
 
 
 def test_answers_carry_all_probabilities_label_and_status(predictor):
@@ -72,23 +76,23 @@ def test_answers_carry_all_probabilities_label_and_status(predictor):
     answers = predictor.predict(images, top_k=3)
     assert len(answers) == len(images)
     for a in answers[:-1]:
-        assert list(a["probabilities"]) == predictor.classes
-        assert abs(sum(a["probabilities"].values()) - 1) < 1e-5
-        assert a["label"] == a["top"][0]["label"] == max(a["probabilities"], key=a["probabilities"].get)
-        assert a["confidence"] == a["top"][0]["probability"]
-        assert len(a["top"]) == 3 and a["top"][0]["probability"] >= a["top"][1]["probability"]
-        assert a["status"] == ("ok" if a["confidence"] >= predictor.threshold else "unsure")
+        assert list(a.probabilities) == predictor.classes
+        assert abs(sum(a.probabilities.values()) - 1) < 1e-5
+        assert a.label == a.top[0]["label"] == max(a.probabilities, key=a.probabilities.get)
+        assert a.confidence == a.top[0]["probability"]
+        assert len(a.top) == 3 and a.top[0]["probability"] >= a.top[1]["probability"]
+        assert a.status == ("ok" if a.confidence >= predictor.threshold else "unsure")
     blank = answers[-1]
-    assert blank["status"] == "blank" and blank["label"] is None and blank["confidence"] is None
-    assert len(blank["probabilities"]) == len(predictor.classes)
+    assert blank.status == "blank" and blank.label is None and blank.confidence is None
+    assert len(blank.probabilities) == len(predictor.classes)
 
 
 def test_unsure_below_the_threshold(predictor, monkeypatch):
     images = [render(ch).numpy() for ch in "0123"]
-    monkeypatch.setattr(predictor, "threshold", 1.01)
-    assert {a["status"] for a in predictor.predict(images)} == {"unsure"}
-    monkeypatch.setattr(predictor, "threshold", 0.0)
-    assert {a["status"] for a in predictor.predict(images)} == {"ok"}
+    monkeypatch.setattr(predictor, "card", dataclasses.replace(predictor.card, threshold=1.01))
+    assert {a.status for a in predictor.predict(images)} == {"unsure"}
+    monkeypatch.setattr(predictor, "card", dataclasses.replace(predictor.card, threshold=0.0))
+    assert {a.status for a in predictor.predict(images)} == {"ok"}
 
 
 def test_one_forward_pass_per_batch(predictor, monkeypatch):
@@ -102,14 +106,15 @@ def test_one_forward_pass_per_batch(predictor, monkeypatch):
 
 def test_uncalibrated_checkpoint_falls_back_with_a_warning(synth_run, capsys):
     p = Predictor(synth_run / "last.pt")  # last.pt is saved before calibration
-    assert not p.calibrated and p.temperature == 1.0 and p.threshold == 0.5
+    assert not p.card.calibrated and p.card.temperature == 1.0 and p.threshold == 0.5
     assert "no calibration" in capsys.readouterr().err
 
 
 def test_no_packaged_model_gives_a_clear_error(monkeypatch, tmp_path):
-    import digitrec.predict as predict
+    import digitrec.inference.backends as backends
 
-    monkeypatch.setattr(predict, "packaged_checkpoint", lambda: tmp_path / "mnist.pt")
+    monkeypatch.setattr(backends, "packaged_checkpoint", lambda: tmp_path / "mnist.pt")
+    monkeypatch.setattr(backends, "packaged_onnx", lambda: tmp_path / "mnist.onnx")
     with pytest.raises(CheckpointError, match="--checkpoint"):
         Predictor()
 
@@ -117,36 +122,36 @@ def test_no_packaged_model_gives_a_clear_error(monkeypatch, tmp_path):
 def test_missing_and_unknown_backend(ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         Predictor(tmp_path / "nope.pt")
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(UserError, match="backend"):
         Predictor(ckpt, backend="tflite")
 
 
 def test_onnx_backend_feeds_the_runner_numpy(ckpt, monkeypatch):
-    """`--backend onnx` hands the checkpoint path to onnxrun.OnnxRunner, gives it normalised
-    float32 numpy arrays and computes the answers from what it returns, in numpy."""
+    """`--backend onnx` hands the checkpoint's ONNX export (made once, next to it) to
+    onnxrun.OnnxRunner, gives it normalised float32 numpy arrays and computes the answers from
+    what it returns, in numpy."""
     made = []
     model, c = load_model(ckpt)
 
     class FakeRunner:
         def __init__(self, path, threads=0):
             made.append(path)
-            self.meta = c["meta"]
+            self.path, self.meta, self.card, self.model = path, c.meta, c.card, c.model
 
         def __call__(self, x):
             assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.shape[1:] == (1, 28, 28)
             with torch.no_grad():
                 return model(torch.from_numpy(x)).numpy()
 
-    monkeypatch.setattr("digitrec.onnxrun.OnnxRunner", FakeRunner)
+    monkeypatch.setattr("digitrec.inference.onnxrun.OnnxRunner", FakeRunner)
     p = Predictor(ckpt, backend="onnx")
-    assert made == [ckpt] and p.backend == "onnx"
+    assert made == [ckpt.with_suffix(".onnx")] and p.backend == "onnx"
     images = [render(ch).numpy() for ch in "012"] + [np.zeros((28, 28), np.uint8)]
     probs = p.probabilities(images)
     assert isinstance(probs, np.ndarray) and probs.shape == (4, 10)
-    assert np.allclose(probs, Predictor(ckpt).probabilities(images).numpy(), atol=1e-6)
+    assert np.allclose(probs, Predictor(ckpt).probabilities(images), atol=1e-6)
     for a, b in zip(p.predict(images, top_k=3), Predictor(ckpt).predict(images, top_k=3)):
-        assert (a["label"], a["status"], [t["label"] for t in a["top"]]) == \
-               (b["label"], b["status"], [t["label"] for t in b["top"]])
+        assert (a.label, a.status, [t["label"] for t in a.top]) == (b.label, b.status, [t["label"] for t in b.top])
     assert p.predict([]) == []
 
 
@@ -161,16 +166,16 @@ def test_auto_backend_picks_onnx_for_onnx_files_and_torch_for_checkpoints(ckpt, 
 
 
 def test_cli_default_backend_is_auto(ckpt, tmp_path, monkeypatch, capsys):
-    import digitrec.predict
+    import digitrec.inference.predictor
 
     made = []
-    real = digitrec.predict.Predictor
+    real = digitrec.inference.predictor.Predictor
 
     def recorded(*a, **kw):
         made.append(real(*a, **kw))
         return made[-1]
 
-    monkeypatch.setattr(digitrec.predict, "Predictor", recorded)
+    monkeypatch.setattr(digitrec.inference.predictor, "Predictor", recorded)
     glyph_png("3", tmp_path / "three.png")
     assert main(["predict", str(tmp_path / "three.png")]) == 0
     assert main(["predict", str(tmp_path / "three.png"), "--checkpoint", str(ckpt)]) == 0
@@ -182,7 +187,7 @@ def test_default_predict_never_imports_torch(tmp_path):
     """`digitrec predict one.png` with the packaged model answers through ONNX Runtime alone:
     `import torch` would cost about a second of start-up."""
     glyph_png("7", tmp_path / "seven.png")
-    code = ("import sys; from digitrec.cli import main; rc = main(['predict', sys.argv[1]]); "
+    code = ("import sys; from digitrec.cli.main import main; rc = main(['predict', sys.argv[1]]); "
             "print('torch' in sys.modules); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "seven.png")], capture_output=True,
                           text=True, timeout=300)
@@ -209,7 +214,7 @@ def test_predict_image_runs_preprocessing(predictor):
     assert pre.inverted and pre.image.shape == (28, 28)
     assert answer == predictor.predict([preprocess(glyph_png("3")).image])[0]
     answer, pre = predictor.predict_image(glyph_png(" "))  # nothing drawn
-    assert pre.blank and answer["status"] == "blank"
+    assert pre.blank and answer.status == "blank"
 
 
 def test_ascii_art_shape():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitrec.preprocess import MAX_PIXELS, PreprocessError, preprocess
+from digitrec.inference.preprocess import MAX_PIXELS, PreprocessError, preprocess
 
 SEVEN = [(0.15, 0.1), (0.85, 0.1), (0.4, 0.95)]  # polyline of a "7", in units of its box
 

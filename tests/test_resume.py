@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from digitrec.checkpoint import load_checkpoint
-from digitrec.cli import main
+from digitrec.cli.main import main
 
 FAULTS = Path(__file__).with_name("faults.py")  # the CLI with a fault hook; see its docstring
 TIMEOUT = 120  # seconds any one training process may take; all of them take a few
@@ -100,9 +100,9 @@ def assert_same_run(out: Path, ref: Path) -> None:
     assert (out / "steps.csv").read_text() == (ref / "steps.csv").read_text()
     for name in ("best.pt", "last.pt"):
         got, want = load_checkpoint(out / name), load_checkpoint(ref / name)
-        assert got["state_dict"].keys() == want["state_dict"].keys()
-        for k, v in want["state_dict"].items():
-            assert torch.equal(got["state_dict"][k], v), f"{name}: {k} differs"
+        assert got.state_dict.keys() == want.state_dict.keys()
+        for k, v in want.state_dict.items():
+            assert torch.equal(got.state_dict[k], v), f"{name}: {k} differs"
     metrics, ref_metrics = (json.loads((d / "metrics.json").read_text()) for d in (out, ref))
     assert untimed(metrics) == untimed(ref_metrics)
     assert not list(out.glob(".*.tmp")), "half-written temp files were left behind"
@@ -115,7 +115,7 @@ def test_sigkill_at_any_moment_then_resume_is_exact(synth_dir, tmp_path, referen
     assert (out / "config.json").exists() and not (out / "last.pt").exists()
     # 8 steps per epoch: step 13 is in the middle of epoch 2.
     assert "after step 13" in kill_when_paused(["train", "--resume", str(out), "--quiet"], "step:13", go)
-    epoch_1 = load_checkpoint(out / "last.pt")["train_state"]
+    epoch_1 = load_checkpoint(out / "last.pt").train_state
     assert (epoch_1["epoch"], epoch_1["batch"]) == (1, 0)
     assert [r["epoch"] for r in read_csv(out / "history.csv")] == ["1"]
 
@@ -123,13 +123,13 @@ def test_sigkill_at_any_moment_then_resume_is_exact(synth_dir, tmp_path, referen
     where = kill_when_paused(["train", "--resume", str(out), "--quiet"], "write:last.pt:1", go)
     half = Path(where.split(" into ")[1].strip())
     assert half.exists() and half.stat().st_size < (out / "last.pt").stat().st_size
-    assert load_checkpoint(out / "last.pt")["train_state"]["epoch"] == 1  # the old one, intact
+    assert load_checkpoint(out / "last.pt").train_state["epoch"] == 1  # the old one, intact
 
     # Resumed again (history.csv is rewritten from last.pt on resume, then after epochs 2
     # and 3), and killed while the last epoch's history.csv is written: after the final
     # last.pt, before the history that goes with it.
     kill_when_paused(["train", "--resume", str(out), "--quiet"], "write:history.csv:3", go)
-    assert load_checkpoint(out / "last.pt")["train_state"]["epoch"] == 3
+    assert load_checkpoint(out / "last.pt").train_state["epoch"] == 3
     assert len(read_csv(out / "history.csv")) == 2
 
     resume(out)
@@ -145,7 +145,7 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(synth_dir, tmp_path, referen
     assert proc.wait(timeout=TIMEOUT) == 130
     err = proc.stderr.read()
     assert f"digitrec train --resume {out}" in err and "Traceback" not in err
-    state = load_checkpoint(out / "last.pt")["train_state"]
+    state = load_checkpoint(out / "last.pt").train_state
     assert (state["epoch"], state["batch"]) == (1, 3)  # epoch 2, three batches done
     assert len(state["step_losses"]) == 11
 

@@ -1,12 +1,12 @@
 """Checkpoints: tensors plus plain metadata, written atomically, read with weights_only=True.
 
-A checkpoint is a dict:
-    format      "digitrec-checkpoint/1"
+On disk a checkpoint is a dict:
+    format      "digitrec-checkpoint/2" (files marked /1, from before the model card, still load)
     model       {"name": registry name, "args": keyword arguments}
     state_dict  the model's weights
-    meta        JSON-able: dataset (name, classes, normalisation, checksums), metrics,
-                config, versions
-    train_state (only in last.pt) optimiser, scheduler, RNG states, epoch, history: for --resume
+    meta        JSON-able: "card" (the ModelCard: classes, normalisation, calibration),
+                "dataset" (name and file checksums), metrics, config, environment
+    train_state (only in last.pt) the resume state, training/state.py
 Because it holds only tensors, numbers, strings, lists and dicts, it loads with
 `torch.load(weights_only=True)`, which refuses any pickled object that could run code.
 """
@@ -14,16 +14,19 @@ Because it holds only tensors, numbers, strings, lists and dicts, it loads with
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError  # noqa: F401  defined there so the CLI can catch it without torch
+from .card import ModelCard
+from .errors import CheckpointError, DigitrecError
 from .models import create_model
 from .util import atomic_write
 
-FORMAT = "digitrec-checkpoint/1"
+FORMAT = "digitrec-checkpoint/2"
+READABLE = ("digitrec-checkpoint/1", FORMAT)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -32,8 +35,38 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+@dataclass
+class Checkpoint:
+    model: dict  # {"name": registry name, "args": keyword arguments}
+    state_dict: dict
+    meta: dict
+    card: ModelCard
+    train_state: dict | None = field(default=None, repr=False)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model["name"]
+
+    def build(self) -> nn.Module:
+        """The model with its weights, in eval mode, checked against the card."""
+        source = str(self.path or "checkpoint")
+        try:
+            model = create_model(self.model["name"], **self.model["args"])
+            model.load_state_dict(self.state_dict)
+        except (ValueError, TypeError, RuntimeError, KeyError, DigitrecError) as e:
+            raise CheckpointError(f"{source}: the weights do not fit model "
+                                  f"{self.model.get('name')!r}: {str(e).splitlines()[0][:300]}") from None
+        model.eval()
+        with torch.no_grad():
+            outputs = model(torch.zeros(1, 1, self.card.input_size, self.card.input_size)).shape[-1]
+        self.card.check_outputs(outputs, source)
+        return model
+
+
 def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_args: dict, meta: dict,
                     train_state: dict | None = None) -> None:
+    """`meta` must hold the model's card as meta["card"] (ModelCard.to_json())."""
     payload = {
         "format": FORMAT,
         "model": {"name": model_name, "args": dict(model_args)},
@@ -45,40 +78,38 @@ def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_args: d
     atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: Path | str) -> dict:
+def load_checkpoint(path: Path | str) -> Checkpoint:
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an ONNX export; this needs a PyTorch checkpoint (.pt), "
+                              "such as a run's best.pt")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `digitrec train` "
                               "or pass the path of an existing .pt file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled Python objects that could run code when "
             f"loaded ({str(e).splitlines()[0][:200]}). digitrec checkpoints hold only tensors and "
             "plain data; do not load this file unless you know where it came from") from None
-    except Exception as e:  # truncated zip, half-written pickle, not a torch file at all
+    except Exception as e:  # noqa: BLE001  truncated zip, half-written pickle, not a torch file at all
         raise CheckpointError(f"{path} is not a readable checkpoint (damaged or truncated?): "
                               f"{str(e).splitlines()[0][:200]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in READABLE:
         raise CheckpointError(f"{path} is not a digitrec checkpoint (no '{FORMAT}' format tag)")
-    for key in ("model", "state_dict", "meta"):
-        if key not in ckpt:
+    for key, kind in (("model", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(raw.get(key), kind):
             raise CheckpointError(f"{path} is an incomplete digitrec checkpoint (no {key!r})")
-    return ckpt
+    model = raw["model"]
+    if not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
+        raise CheckpointError(f"{path}: its model entry {str(model)[:80]} does not name a model and its arguments")
+    card = ModelCard.from_meta(raw["meta"], str(path))
+    state = raw.get("train_state")
+    return Checkpoint({"name": model["name"], "args": model.get("args", {})}, raw["state_dict"], raw["meta"],
+                      card, state if isinstance(state, dict) else None, path)
 
 
-def build_model(ckpt: dict, path: Path | str = "checkpoint") -> nn.Module:
-    """The model described by a loaded checkpoint, with its weights, in eval mode."""
-    try:
-        model = create_model(ckpt["model"]["name"], **ckpt["model"]["args"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (ValueError, TypeError, RuntimeError, KeyError) as e:
-        raise CheckpointError(f"{path}: the weights do not fit model "
-                              f"{ckpt['model'].get('name')!r}: {str(e).splitlines()[0][:300]}") from None
-    return model.eval()
-
-
-def load_model(path: Path | str) -> tuple[nn.Module, dict]:
+def load_model(path: Path | str) -> tuple[nn.Module, Checkpoint]:
     ckpt = load_checkpoint(path)
-    return build_model(ckpt, path), ckpt
+    return ckpt.build(), ckpt

@@ -1,22 +1,65 @@
-"""The errors that `digitrec` reports as one message, without a traceback.
+"""Every error digitrec reports to a person, and the one check for optional dependencies.
 
-They live here, away from the modules that raise them (which import PyTorch), so that the
-CLI can catch them without importing torch: `digitrec predict` answers without it. Each is
-re-exported where it is raised (`from digitrec.checkpoint import CheckpointError` works).
+Nothing here imports PyTorch (or the CLI), so the CLI can catch these without loading torch:
+`digitrec predict` answers without it. `cli.main` prints a `DigitrecError` as one line and
+exits with code 2; any other exception is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
 
-class UserError(Exception):
+from importlib.util import find_spec
+
+
+class DigitrecError(Exception):
     """Something the user can fix; printed as one message, without a traceback."""
 
 
-class DataError(Exception):
+class UserError(DigitrecError):
+    """A bad option or argument; the message says which and what would work."""
+
+
+class DataError(DigitrecError):
     """A problem with the data that the user can fix; the message says how."""
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message says why and what to do."""
+class CheckpointError(DigitrecError):
+    """A model file that cannot be used; the message names the file, why, and what to do."""
 
 
-class MissingExtra(ImportError):
+class UnknownDataset(UserError):
+    """A dataset name that is neither registered nor a folder."""
+
+
+class MissingExtra(DigitrecError, ImportError):
     """An optional dependency is not installed; the message names the `pip install` that fixes it."""
+
+
+class PreprocessError(DigitrecError):
+    """An input that cannot be turned into a model input; `kind` says which way it failed:
+    empty, too_large (bytes), too_many_pixels, unsupported (not an image we decode), damaged."""
+
+    def __init__(self, message: str, kind: str = "damaged"):
+        super().__init__(message)
+        self.kind = kind
+
+
+# The optional extras of pyproject.toml: what each installs, by import name.
+EXTRAS = {
+    "serve": ("fastapi", "uvicorn", "multipart"),
+    "onnx": ("onnx", "onnxscript", "onnxruntime"),
+    "onnxruntime": ("onnxruntime",),  # running an .onnx file needs only this part of the onnx extra
+    "heif": ("pillow_heif",),
+}
+
+
+def missing(extra: str) -> list[str]:
+    """The modules of `extra` that are not installed."""
+    return [m for m in EXTRAS[extra] if find_spec(m) is None]
+
+
+def require(extra: str, what: str) -> None:
+    """Raise MissingExtra, naming `what` needs it and the pip command, unless `extra` is installed."""
+    gone = missing(extra)
+    if gone:
+        package = "onnx" if extra == "onnxruntime" else extra
+        raise MissingExtra(f"{what} needs {', '.join(gone)}: pip install 'digitrec[{package}]'")

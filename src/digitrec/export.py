@@ -20,28 +20,19 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import FORMAT, CheckpointError, load_model
-from .data import sha256_file
-from .errors import MissingExtra
-from .onnxrun import META_KEY, OnnxRunner
+from .checkpoint import FORMAT, load_model
+from .data.fetch import default_data_dir, sha256_file
+from .errors import CheckpointError, require
+from .inference.onnxrun import META_KEY, OnnxRunner
 from .util import atomic_write
 
 OPSET = 20
 TOLERANCE = 1e-4  # largest difference in probabilities from PyTorch that an export may show
 
 
-def _needs_onnx():
-    from importlib.util import find_spec
-
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if find_spec(m) is None]
-    if missing:
-        raise MissingExtra(f"ONNX export and the onnx backend need {', '.join(missing)}: "
-                           "pip install 'digitrec[onnx]'")
-
-
 def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
     """Export `checkpoint` to `out` (default: next to it, .onnx), checked against PyTorch."""
-    _needs_onnx()
+    require("onnx", "ONNX export")
     import onnx
 
     checkpoint = Path(checkpoint)
@@ -59,14 +50,14 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
                                         input_names=["image"], output_names=["logits"],
                                         dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     except Exception as e:  # noqa: BLE001  the exporter's errors are many and deep
-        raise CheckpointError(f"could not export the {ckpt['model']['name']!r} model of {checkpoint} to ONNX: "
+        raise CheckpointError(f"could not export the {ckpt.name!r} model of {checkpoint} to ONNX: "
                               f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from None
     finally:
         onnx_log.setLevel(level)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key = META_KEY
-    entry.value = json.dumps({"format": FORMAT, "model": ckpt["model"], "meta": ckpt["meta"],
+    entry.value = json.dumps({"format": FORMAT, "model": ckpt.model, "meta": ckpt.meta,
                               "source": checkpoint.name, "source_sha256": source_sha}, default=str)
     proto.producer_name = "digitrec"
     atomic_write(out, lambda tmp: onnx.save_model(proto, str(tmp)))
@@ -99,9 +90,7 @@ def _onnx_info(path: Path) -> dict | None:
 def cached_onnx(checkpoint: Path | str) -> Path:
     """The ONNX export of `checkpoint`: reused if it is up to date, else written next to the
     checkpoint (or, where that folder is read-only, into the cache folder)."""
-    _needs_onnx()
-    from .data import default_data_dir
-
+    require("onnx", "exporting a checkpoint for the onnx backend")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"checkpoint {checkpoint} does not exist; train one with `digitrec train` "
@@ -132,8 +121,9 @@ class OnnxModel:
     training = False  # with eval()/train(), so code written for nn.Module can run it
 
     def __init__(self, path: Path | str, threads: int = 0):
-        self.runner = OnnxRunner(path, threads)
-        self.path, self.meta, self.model = self.runner.path, self.runner.meta, self.runner.model
+        path = Path(path)
+        self.runner = OnnxRunner(path if path.suffix.lower() == ".onnx" else cached_onnx(path), threads)
+        self.path, self.meta, self.model, self.card = self.runner.path, self.runner.meta, self.runner.model, self.runner.card
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.runner(x.detach().to("cpu", torch.float32).numpy()))  # (B, C)
@@ -145,21 +135,3 @@ class OnnxModel:
         if mode:
             raise ValueError("an ONNX model runs inference only")
         return self
-
-
-def export_cli(args) -> int:
-    from .cli import UserError
-
-    if args.format != "onnx":
-        raise UserError(f"unknown export format {args.format!r}: only onnx is supported")
-    try:
-        out = export_onnx(args.checkpoint, args.out)
-    except ImportError as e:
-        raise UserError(str(e)) from None
-    model = OnnxModel(out)
-    classes = model.meta["dataset"]["classes"]
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, ONNX opset {OPSET}): input 'image' float32 "
-          f"(batch, 1, 28, 28), normalised (x / 255 - {model.meta['dataset']['mean']}) / "
-          f"{model.meta['dataset']['std']}; output 'logits' (batch, {len(classes)}); "
-          f"matches PyTorch within {TOLERANCE} in probability")
-    return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .errors import UserError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -19,8 +22,19 @@ def register(name: str):
 
 def create_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
     return MODELS[name](**kwargs)
+
+
+def check_model(name: str, args: dict) -> None:
+    """Refuse an unknown model, or arguments it does not take, with a message that says so."""
+    fn = MODELS.get(name)
+    if fn is None:
+        create_model(name)
+    unknown = sorted(set(args) - set(inspect.signature(fn).parameters) - {"num_classes"})
+    if unknown:
+        takes = ", ".join(p for p in inspect.signature(fn).parameters if p != "num_classes")
+        raise UserError(f"model {name!r} takes no argument {', '.join(unknown)}; it takes: {takes}")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,11 +17,11 @@ predictions run at the same time, each in a worker thread.
 
 import asyncio
 import base64
-import socket
 import time
 from importlib import resources
 
-from .preprocess import MAX_PIXELS, PreprocessError
+from .errors import PreprocessError
+from .inference.preprocess import MAX_PIXELS
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422}
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -157,7 +157,7 @@ def create_app(predictor, max_upload: int = 5_000_000, max_concurrency: int = 4,
             answer, pre = await run_in_threadpool(predictor.predict_image, body, max_upload, max_pixels, top_k)
         finally:
             gate.release()
-        out = {**answer, "classes": predictor.classes,
+        out = {**answer.to_json(), "classes": predictor.classes,
                "input": {"width": pre.size[0], "height": pre.size[1], "format": pre.format,
                          "inverted": pre.inverted, "box": pre.box}}
         if preview:
@@ -166,48 +166,3 @@ def create_app(predictor, max_upload: int = 5_000_000, max_concurrency: int = 4,
         return out
 
     return app
-
-
-def serve_cli(args) -> int:
-    from importlib.util import find_spec
-
-    from .cli import UserError
-    from .predict import Predictor
-    from .util import say
-
-    missing = [m for m in ("fastapi", "uvicorn", "multipart") if find_spec(m) is None]
-    if missing:
-        raise UserError(f"`digitrec serve` needs {', '.join(missing)}: pip install 'digitrec[serve]'")
-    import uvicorn
-
-    if not 0 < args.port < 65536:
-        raise UserError(f"--port {args.port} is not a TCP port (1-65535)")
-    with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as s:
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((args.host, args.port))
-        except OSError as e:
-            raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; "
-                            "choose another --port or --host") from None
-    # A request is one small forward pass; requests run side by side (--max-concurrency).
-    # Several intra-op threads per request only wait on each other when cores are busy:
-    # 31 ms instead of 0.4 ms per prediction, measured on 2 shared cores. So one thread each,
-    # in ONNX Runtime (threads=1) or in PyTorch (process-wide).
-    predictor = Predictor(args.checkpoint, backend=args.backend, device=args.device, threads=1)  # loaded once
-    if predictor.backend == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-    app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency)
-    predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait
-    info = predictor.info()
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        say(f"warning: listening on {args.host}: other machines can reach this server")
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    say(f"digitrec: {info['checkpoint']} ({info['dataset']}, {len(predictor.classes)} classes, {info['backend']}) "
-        f"on http://{host}:{args.port}/  API docs: http://{host}:{args.port}/docs")
-    # Bodies are read before a prediction slot is free, so memory is bounded by connections x
-    # --max-upload: past 16 connections per slot, uvicorn answers 503 at once.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
-                limit_concurrency=16 * args.max_concurrency)
-    return 0

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import UserError
+
 
 def say(msg: str) -> None:
     """A progress message for people; on stderr so that --json output stays clean."""
@@ -89,9 +91,9 @@ def resolve_device(name: str = "auto") -> str:
             return "mps"
         return "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
+        raise UserError("--device cuda was asked for, but this PyTorch sees no CUDA GPU; use --device cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps was asked for, but MPS is not available here; use --device cpu")
+        raise UserError("--device mps was asked for, but MPS is not available here; use --device cpu")
     if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
     return name

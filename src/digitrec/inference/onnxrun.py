@@ -8,40 +8,30 @@ The file format is described in export.py, which writes it.
 from __future__ import annotations
 
 import json
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, MissingExtra
+from ..card import ModelCard
+from ..errors import CheckpointError, require
 
 META_KEY = "digitrec"  # the metadata_props entry holding the checkpoint's metadata, as JSON
 
 
-def have_onnxruntime() -> bool:
-    return find_spec("onnxruntime") is not None
-
-
 class OnnxRunner:
-    """A digitrec model in an ONNX Runtime session: float32 (B, 1, 28, 28), normalised as in
-    training -> (B, classes) float32 logits, both numpy arrays.
+    """A digitrec .onnx file in an ONNX Runtime session: float32 (B, 1, 28, 28), normalised as
+    its card says -> (B, classes) float32 logits, both numpy arrays.
 
-    `path` is a digitrec .onnx file, or a checkpoint, whose export is made or reused (that
-    step needs PyTorch; running an .onnx file does not). `.meta` is the checkpoint's
-    metadata (classes, normalisation, calibration, ...), `.model` its model name and arguments.
-    `threads` is ONNX Runtime's intra-op thread count; 0 leaves its default.
+    `.card` is the model card (classes, normalisation, calibration), `.meta` the checkpoint's
+    whole metadata, `.model` its model name and arguments. `threads` is ONNX Runtime's
+    intra-op thread count; 0 leaves its default.
     """
 
     def __init__(self, path: Path | str, threads: int = 0):
-        if not have_onnxruntime():
-            raise MissingExtra("the onnx backend needs onnxruntime: pip install 'digitrec[onnx]'")
+        require("onnxruntime", "the onnx backend")
         import onnxruntime as ort
 
         path = Path(path)
-        if path.suffix.lower() != ".onnx":
-            from .export import cached_onnx
-
-            path = cached_onnx(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX model {path} does not exist; make one with `digitrec export CHECKPOINT`")
         options = ort.SessionOptions()
@@ -56,13 +46,26 @@ class OnnxRunner:
         if raw is None:
             raise CheckpointError(f"{path} is an ONNX model, but not one exported by digitrec: it carries no "
                                   "class names or normalisation. Export with `digitrec export CHECKPOINT`")
-        info = json.loads(raw)
-        self.path, self.meta, self.model = path, info["meta"], info["model"]
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            raise CheckpointError(f"{path} has damaged digitrec metadata (not JSON); export it again") from None
+        if not isinstance(info, dict) or not isinstance(info.get("meta"), dict):
+            raise CheckpointError(f"{path} has damaged digitrec metadata (no 'meta' object); export it again")
+        self.path, self.meta, self.model = path, info["meta"], info.get("model") or {}
+        self.card = ModelCard.from_meta(self.meta, str(path))
         self.source_sha256 = info.get("source_sha256")  # of the checkpoint it was exported from
-        self.input = self.session.get_inputs()[0].name
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise CheckpointError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; "
+                                  "a digitrec model has one image input and one logits output")
+        self.input = inputs[0].name
+        classes = outputs[0].shape[-1] if outputs[0].shape else None
+        if isinstance(classes, int):
+            self.card.check_outputs(classes, str(path))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)  # (B, 1, 28, 28)
         if len(x) == 0:
-            return np.zeros((0, len(self.meta["dataset"]["classes"])), np.float32)
+            return np.zeros((0, self.card.num_classes), np.float32)
         return self.session.run(None, {self.input: x})[0]  # (B, C)

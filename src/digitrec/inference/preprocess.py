@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import PreprocessError
+from ..ink import stroke_width as _stroke_width
+
 MAX_BYTES = 20_000_000  # largest encoded file accepted
 MAX_PIXELS = 40_000_000  # largest decoded image (width x height): a 40 MP photo; bombs are far bigger
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF")  # JPEG includes MPO (phone cameras)
@@ -45,15 +48,6 @@ BOX = 20  # the longer side of the ink's box in the 28x28 output, as in MNIST
 MIN_STROKE = 1.0  # strokes estimated thinner than this many output pixels (MNIST's: 2 to 4)...
 STROKE = 2.5  # ...are thickened to this many, so a fine pen or pencil on a big image stays visible
 SIZE = 28
-
-
-class PreprocessError(Exception):
-    """An input that cannot be turned into a model input; `kind` says which way it failed:
-    empty, too_large (bytes), too_many_pixels, unsupported (not an image we decode), damaged."""
-
-    def __init__(self, message: str, kind: str = "damaged"):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass
@@ -322,15 +316,10 @@ def ink_box(ink: np.ndarray, grid: int = 64) -> tuple[int, int, int, int] | None
 
 
 def stroke_width(ink: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Typical stroke width in pixels inside `box`: twice the area over the outline length
-    (a stroke of width w and length L has area wL and an outline of 2L). Counting outline
-    pixels overstates slanted outlines, so this reads up to 30% low; it is only used to
-    catch strokes several times thinner than MNIST's."""
+    """Typical stroke width in pixels of the solid ink inside `box` (ink.stroke_width); only
+    used to catch strokes several times thinner than MNIST's."""
     left, top, right, bottom = box
-    m = np.pad(ink[top:bottom, left:right] >= EDGE, 1)
-    inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-    area = int(m.sum())
-    return 2 * area / max(area - int(inner.sum()), 1)
+    return float(_stroke_width(ink[top:bottom, left:right] >= EDGE))
 
 
 def thicken(ink: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:

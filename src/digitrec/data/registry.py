@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..card import ModelCard
+from ..errors import DataError, UnknownDataset
+
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
@@ -58,6 +61,10 @@ class DatasetSpec:
 
     def to_json(self) -> dict:
         return {"name": self.name, "classes": list(self.classes), "mean": self.mean, "std": self.std}
+
+    def card(self) -> ModelCard:
+        """The contract of a model trained on this dataset (calibrated after training)."""
+        return ModelCard(dataset=self.name, classes=self.classes, mean=self.mean, std=self.std)
 
 
 def mnist_files(sums: dict[str, tuple[str, str]], n_train: int = 60_000, n_test: int = 10_000,
@@ -189,10 +196,6 @@ emnist("balanced", DIGITS + LETTERS + tuple("abdefghnqrt"), 112_800, 18_800, mea
        about="digits and letters, 47 classes")
 
 
-class UnknownDataset(ValueError):
-    pass
-
-
 def get_spec(name: str) -> DatasetSpec:
     """A registered dataset by name, or a folder of IDX files given by path.
 
@@ -212,19 +215,27 @@ def get_spec(name: str) -> DatasetSpec:
 
 def folder_spec(path: Path) -> DatasetSpec:
     meta_file = path / "dataset.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    classes = tuple(str(c) for c in meta.get("classes", DIGITS))
-    files = {role: FileSpec(MNIST.files[role].name, None, None) for role in ROLES}
-    for role, fname in meta.get("files", {}).items():
-        files[role] = FileSpec(fname, None, None)
-    return DatasetSpec(
-        name=meta.get("name", path.name),
-        classes=classes,
-        files=files,
-        mean=float(meta.get("mean", MNIST.mean)),
-        std=float(meta.get("std", MNIST.std)),
-        transposed=bool(meta.get("transposed", False)),
-        label_offset=int(meta.get("label_offset", 0)),
-        folder=str(path.resolve()),
-        description=f"IDX files in {path}",
-    )
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if not isinstance(meta, dict):
+            raise ValueError("it is not a JSON object")
+        classes = tuple(str(c) for c in meta.get("classes", DIGITS))
+        files = {role: FileSpec(MNIST.files[role].name, None, None) for role in ROLES}
+        for role, fname in meta.get("files", {}).items():
+            if role not in ROLES:
+                raise ValueError(f"files has role {role!r}; the roles are {', '.join(ROLES)}")
+            files[role] = FileSpec(str(fname), None, None)
+        return DatasetSpec(
+            name=str(meta.get("name", path.name)),
+            classes=classes,
+            files=files,
+            mean=float(meta.get("mean", MNIST.mean)),
+            std=float(meta.get("std", MNIST.std)),
+            transposed=bool(meta.get("transposed", False)),
+            label_offset=int(meta.get("label_offset", 0)),
+            folder=str(path.resolve()),
+            description=f"IDX files in {path}",
+        )
+    except (ValueError, TypeError, AttributeError, OSError) as e:
+        raise DataError(f"{meta_file} cannot be used: {e}; it holds a JSON object with \"classes\", "
+                        "\"mean\" and \"std\" (all optional)") from None

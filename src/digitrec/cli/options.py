@@ -1,0 +1,51 @@
+"""Pieces of argument parsing that several commands share. Torch-free."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless it has none worth showing (None, a
+    flag that is off) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._VersionAction,
+                               argparse._HelpAction)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_command(sub, name: str, help: str, module) -> argparse.ArgumentParser:
+    """A subcommand whose options `module.add_arguments` declares and `module.run` carries out."""
+    p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=Formatter)
+    module.add_arguments(p)
+    p.set_defaults(run=module.run)
+    return p
+
+
+def data_args(p: argparse.ArgumentParser, dataset_default: str | None = "mnist") -> None:
+    from ..data.registry import REGISTRY
+
+    p.add_argument("--dataset", default=dataset_default,
+                   help=f"{', '.join(REGISTRY)}, or a folder of MNIST-format IDX files"
+                   + f" (default: {dataset_default or 'the one the checkpoint was trained on'})")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="data cache folder (default: $DIGITREC_DATA or ~/.cache/digitrec)")
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    from ..inference.backends import BACKENDS
+
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="model to use, a .pt checkpoint or an .onnx export "
+                        "(default: the pretrained model shipped with digitrec)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="run the model with PyTorch or with ONNX Runtime; auto: ONNX Runtime where it is "
+                        "installed and the model is an .onnx file, as the pretrained one is, else PyTorch")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu",
+                   help="where the torch backend runs")

@@ -1,0 +1,121 @@
+"""Answers: a model behind one small class, and the `Answer` every interface shows.
+
+Every answer carries all class probabilities (temperature-scaled, as calibrated on the
+validation split), the top label and a status a person can act on:
+    ok      the model is at least as confident as its card's `unsure` threshold
+    unsure  it is less confident: about half of the validation errors fall here
+    blank   the image holds no ink; there is nothing to recognise (label is None)
+
+`Answer` is built in one place (`Predictor.predict`) and written in one place for each
+format: JSON (`to_json`, which the API and the page read), CSV (`csv_header`, `csv_row`) and
+text (`text`). A new field added to `Answer` reaches all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PreprocessError  # noqa: F401  (re-exported for callers of predict_image)
+from .backends import open_model
+from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, preprocess
+
+_TABLE = ("probabilities", "top")  # fields that are tables, not single values: CSV spreads them out
+
+
+@dataclass
+class Answer:
+    status: str  # ok | unsure | blank
+    label: str | None  # the most probable class; None when blank
+    confidence: float | None  # the label's calibrated probability; None when blank
+    probabilities: dict[str, float] = field(default_factory=dict)  # every class, in class order
+    top: list[dict] = field(default_factory=list)  # the k best: [{"label", "probability"}], best first
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def csv_header(classes) -> list[str]:
+        return [f.name for f in fields(Answer) if f.name not in _TABLE] + list(classes)
+
+    def csv_row(self) -> list[str]:
+        """Single values as text (floats to 6 places, None empty), then every class probability."""
+        def cell(v) -> str:
+            return "" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v)
+
+        return [cell(getattr(self, f.name)) for f in fields(self) if f.name not in _TABLE] + [
+            f"{p:.6f}" for p in self.probabilities.values()]
+
+    def text(self) -> str:
+        if self.status == "blank":
+            return "blank (no ink found)"
+        guesses = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in self.top)
+        return f"{self.label}  ({guesses})" + ("  [unsure]" if self.status == "unsure" else "")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits, stable for any magnitudes."""
+    e = np.exp(z - z.max(1, keepdims=True, initial=-np.inf))
+    return e / e.sum(1, keepdims=True)
+
+
+class Predictor:
+    """A model ready to answer: `Predictor(path).predict([img28, ...]) -> [Answer, ...]`.
+
+    `checkpoint` None means the pretrained model shipped with digitrec; a path is a checkpoint
+    or an ONNX export. `backend` is torch, onnx (a checkpoint is exported first, once) or auto
+    (backends.resolve_backend; what `digitrec predict` and `serve` use). Images are (28, 28)
+    uint8 arrays, white ink on black, as `preprocess()` returns them. `threads` caps ONNX
+    Runtime's threads per prediction (0: its default); torch's are set process-wide.
+    """
+
+    def __init__(self, checkpoint: Path | str | None = None, backend: str = "auto", device: str = "cpu",
+                 threads: int = 0):
+        from ..util import say
+
+        self._model = open_model(checkpoint, backend, device, threads)
+        self.card, self.meta, self.path = self._model.card, self._model.meta, self._model.path
+        self.backend, self.device = self._model.name, self._model.device
+        self.classes: list[str] = list(self.card.classes)
+        if not self.card.calibrated:
+            say(f"warning: {self.path} carries no calibration (is it a last.pt?); using temperature 1 "
+                "and an `unsure` threshold of 0.5. The run's best.pt is calibrated.")
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+    def info(self) -> dict:
+        return {"checkpoint": self.path.name, "model": self.meta.get("config", {}).get("model"),
+                "dataset": self.card.dataset, "classes": self.classes, "backend": self.backend,
+                "temperature": self.card.temperature, "threshold": self.card.threshold,
+                "calibrated": self.card.calibrated, "test_accuracy": self.meta.get("metrics", {}).get("test_accuracy")}
+
+    def probabilities(self, images) -> np.ndarray:
+        """(28, 28) uint8 images -> (N, C) calibrated probabilities, one forward pass."""
+        x = np.stack([np.asarray(im, dtype=np.uint8) for im in images]) if len(images) else np.zeros((0, 28, 28))
+        return softmax(self._model(self.card.normalise(x)) / self.card.temperature)
+
+    def predict(self, images, top_k: int | None = None) -> list[Answer]:
+        """Answers for a batch of (28, 28) images: label, status, confidence, all probabilities, top-k."""
+        probs = self.probabilities(images)  # (N, C)
+        k = min(top_k or len(self.classes), len(self.classes))
+        out = []
+        for im, p in zip(images, probs):
+            idx = np.argsort(-p, kind="stable")[:k]  # best first; ties in class order
+            top = [{"label": self.classes[i], "probability": float(p[i])} for i in idx]
+            probabilities = dict(zip(self.classes, p.tolist()))
+            if not np.asarray(im).any():
+                out.append(Answer("blank", None, None, probabilities, top))
+                continue
+            status = "unsure" if top[0]["probability"] < self.card.threshold else "ok"
+            out.append(Answer(status, top[0]["label"], top[0]["probability"], probabilities, top))
+        return out
+
+    def predict_image(self, source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+                      top_k: int | None = None) -> tuple[Answer, Preprocessed]:
+        """Any image -> (answer, the preprocessed input). Raises PreprocessError."""
+        pre = preprocess(source, max_bytes, max_pixels)
+        return self.predict([pre.image], top_k)[0], pre

@@ -1,0 +1,112 @@
+"""Training configuration: `TrainConfig`, its checks, and the named recipes. Free of PyTorch
+imports, so the CLI can build its `--help` (every option and default, enum options as
+`choices`, read from the `Literal` annotations below) and refuse bad options before torch loads."""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from ..errors import UserError
+
+Optimizer = Literal["adam", "adamw", "sgd"]  # sgd: Nesterov momentum 0.9
+Schedule = Literal["constant", "cosine", "onecycle"]  # onecycle: linear warm-up, linear decay
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Amp = Literal["auto", "off", "bf16"]
+Keep = Literal["best", "last"]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "seed"  # a name from the model registry
+    model_args: dict = field(default_factory=dict)  # extra keyword arguments for the model
+    dataset: str = "mnist"  # a registered dataset, or a folder of IDX files
+    data_dir: str | None = None  # default: $DIGITREC_DATA or ~/.cache/digitrec
+    epochs: float = 6  # may be fractional: training stops after that share of the last epoch
+    batch_size: int = 128
+    optimizer: Optimizer = "adam"  # adam | adamw | sgd (Nesterov momentum 0.9)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0
+    schedule: Schedule = "cosine"  # constant | cosine | onecycle (linear warm-up, linear decay)
+    warmup: float = 0.0  # share of all steps spent warming up (cosine, onecycle)
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    augment: bool = False  # random affine transform per image (rotate, scale, shear, shift)
+    aug_rotate: float = 10.0
+    aug_scale: float = 0.10
+    aug_shear: float = 0.15
+    aug_translate: float = 2.0
+    val_size: int = 5000  # validation images carved from the training set
+    split_seed: int = 0  # fixed, so every run and seed is chosen on the same validation set
+    seed: int = 0  # model initialisation, shuffling and augmentation
+    device: Device = "auto"  # auto | cpu | cuda | mps
+    threads: int = 0  # torch CPU threads; 0 = PyTorch's default
+    amp: Amp = "auto"  # auto | off | bf16: bfloat16 autocast; auto = on for CUDA, off for CPU (slower there)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model (compile time reported separately)
+    eval_every: int = 1  # evaluate on validation every N epochs (and always at the end)
+    keep: Keep = "best"  # best.pt holds: best = the epoch with the best validation accuracy | last = the final weights
+
+    def check(self) -> "TrainConfig":
+        """Refuse, before anything is loaded, options that cannot work."""
+        for name, allowed in choices().items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if not (self.epochs > 0 and self.batch_size > 0 and self.lr > 0) or not math.isfinite(self.epochs * self.lr):
+            raise UserError("--epochs, --batch-size and --lr must be positive")
+        if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.warmup < 1:
+            raise UserError("--ema, --label-smoothing and --warmup must be in [0, 1)")
+        if self.val_size < 1 or self.eval_every < 1 or self.threads < 0:
+            raise UserError("--val-size and --eval-every must be at least 1, --threads at least 0")
+        if not isinstance(self.model_args, dict):
+            raise UserError(f"model_args must be a dict of keyword arguments, not {self.model_args!r}")
+        return self
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The options whose values are a fixed set, and that set (from the Literal annotations)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: typing.get_args(hints[f.name]) for f in fields(TrainConfig)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
+# Named starting points; explicit command-line options override them.
+RECIPES: dict[str, dict] = {
+    # The documented baseline: one convolution, ReLU, one linear layer; Adam.
+    "seed": dict(model="seed", epochs=6, batch_size=128, lr=1e-3, schedule="cosine"),
+    # Time to 99% on a CPU: a small strided network, large steps, one-cycle schedule; label
+    # smoothing reached 98% on validation 1.5 s sooner (4 seeds each).
+    "speedrun": dict(model="fast", epochs=2, batch_size=256, lr=0.01, schedule="onecycle", warmup=0.25,
+                     label_smoothing=0.1, channels_last=True, eval_every=100),
+    # The most accurate per CPU-minute: a batch-norm CNN, a random affine transform per image,
+    # AdamW with one-cycle, label smoothing; the final weights, not a choice among epochs whose
+    # validation accuracies differ by noise. About 10 minutes on 2 cores.
+    "best": dict(model="deep", model_args={"width": 48}, augment=True, epochs=15, batch_size=128,
+                 optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="onecycle", warmup=0.15,
+                 label_smoothing=0.1, channels_last=True, keep="last"),
+}
+
+
+def config_from(recipe: str | None = None, **overrides) -> TrainConfig:
+    """A recipe's options, overridden by every option given that is not None; checked."""
+    if recipe is not None and recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    base = dict(RECIPES[recipe]) if recipe else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(base, "the options given")
+
+
+def from_saved(saved: dict, where: str) -> TrainConfig:
+    """The config a run folder's config.json holds (for --resume), checked."""
+    if not isinstance(saved, dict):
+        raise UserError(f"{where} does not hold a JSON object of training options")
+    return _build({k: v for k, v in saved.items() if k != "resolved_device"}, where)
+
+
+def _build(options: dict, where: str) -> TrainConfig:
+    unknown = sorted(set(options) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"{where} has training options this digitrec does not know: {', '.join(unknown)}")
+    return TrainConfig(**options).check()
