@@ -94,3 +94,62 @@ def test_evaluate_with_tta_writes_its_own_report(synth_run, capsys):
     assert (synth_run / "tta" / "errors_grid.png").exists()
     assert not (synth_run / "evaluation.json").exists() or \
         json.loads((synth_run / "evaluation.json").read_text()).get("tta") is not True  # the run's own report is kept
+
+
+# ----------------------------------------------------------------------------- the extras
+
+from digitrec.augment import Augment, gaussian_blur  # noqa: E402
+
+STD = 0.3081
+
+
+def ink_of(x: torch.Tensor) -> torch.Tensor:
+    return ((x - BG) * STD).clamp(0, 1)
+
+
+def thin_digit_batch(n: int = 16) -> torch.Tensor:
+    """An L drawn with full ink and grey (anti-aliased) edges, on the background, as a normalised image."""
+    ink = torch.zeros(n, 1, 28, 28)
+    ink[:, :, 5:23, 9:13] = 0.4
+    ink[:, :, 19:23, 9:21] = 0.4
+    ink[:, :, 6:22, 10:12] = 1.0
+    ink[:, :, 20:22, 10:20] = 1.0
+    return ink / STD + BG
+
+
+def test_each_extra_changes_the_images_one_draw_per_image_and_reproducibly():
+    x = thin_digit_batch()
+    for extra in ({"elastic": 2.0}, {"stroke": 1.0}, {"blur": 1.5}, {"contrast": 1.0}):
+        aug = Augment(None, **extra)
+        a = aug(x, BG, torch.Generator().manual_seed(3), STD)
+        assert torch.equal(a, aug(x, BG, torch.Generator().manual_seed(3), STD)), extra
+        assert not torch.allclose(a, x, atol=1e-3), extra
+        flat = a.flatten(1)
+        assert not all(torch.allclose(flat[0], flat[j], atol=1e-4) for j in range(1, 8)), f"{extra}: one draw per batch"
+        assert torch.isfinite(a).all() and ink_of(a).max() <= 1 + 1e-5
+
+
+def test_extras_off_draw_exactly_what_the_affine_map_drew_before():
+    x = thin_digit_batch(8)
+    old = AffineAug()(x, BG, torch.Generator().manual_seed(5))
+    new = Augment(AffineAug())(x, BG, torch.Generator().manual_seed(5), STD)
+    assert torch.equal(old, new)
+
+
+def test_stroke_thickens_and_thins_and_blur_spreads_the_ink():
+    x = torch.full((64, 1, 28, 28), BG)
+    x[:, :, 6:22, 9:14] = 1 / STD + BG  # a bar five pixels wide: erosion thins it, dilation widens it
+    area = (ink_of(x) > 0.5).flatten(1).sum(1).float()
+    thick = ink_of(Augment(None, stroke=1.0)(x, BG, torch.Generator().manual_seed(0), STD))
+    changed = (thick > 0.5).flatten(1).sum(1).float()
+    assert (changed > area).any() and (changed < area).any(), "both dilation and erosion are drawn"
+    blurred = gaussian_blur(ink_of(x), torch.full((64,), 1.0))
+    assert (blurred > 0.05).flatten(1).sum(1).min() > (ink_of(x) > 0.05).flatten(1).sum(1).max()
+    assert torch.allclose(blurred.sum((1, 2, 3)), ink_of(x).sum((1, 2, 3)), rtol=1e-4), "blur keeps the ink"
+    assert torch.allclose(gaussian_blur(ink_of(x), torch.zeros(64)), ink_of(x), atol=1e-6), "sigma 0 is the identity"
+
+
+def test_extras_keep_an_empty_image_empty():
+    empty = torch.full((4, 1, 28, 28), BG)
+    out = Augment(AffineAug(), elastic=2, stroke=1, blur=1, contrast=1)(empty, BG, torch.Generator().manual_seed(0), STD)
+    assert torch.allclose(out, empty, atol=1e-6)

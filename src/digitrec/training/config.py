@@ -38,6 +38,10 @@ class TrainConfig:
     aug_scale: float = 0.10
     aug_shear: float = 0.15
     aug_translate: float = 2.0
+    aug_elastic: float = 0.0  # elastic distortion: largest displacement in pixels (0 = off)
+    aug_stroke: float = 0.0  # stroke width: up to this share of a 3x3 dilation or erosion (0 = off)
+    aug_blur: float = 0.0  # resolution loss: Gaussian blur with sigma up to this many pixels (0 = off)
+    aug_contrast: float = 0.0  # ink raised to a power in [1/(1+c), 1+c]: soft or hard strokes (0 = off)
     val_size: int = 5000  # validation images carved from the training set
     split_seed: int = 0  # fixed, so every run and seed is chosen on the same validation set
     seed: int = 0  # model initialisation, shuffling and augmentation
@@ -56,6 +60,8 @@ class TrainConfig:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if not (self.epochs > 0 and self.batch_size > 0 and self.lr > 0) or not math.isfinite(self.epochs * self.lr):
             raise UserError("--epochs, --batch-size and --lr must be positive")
+        if min(self.aug_elastic, self.aug_stroke, self.aug_blur, self.aug_contrast) < 0 or self.aug_stroke > 1:
+            raise UserError("--aug-elastic, --aug-blur and --aug-contrast must be at least 0, --aug-stroke in [0, 1]")
         if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.warmup < 1:
             raise UserError("--ema, --label-smoothing and --warmup must be in [0, 1)")
         if self.val_size < 1 or self.eval_every < 1 or self.threads < 0:

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..augment import AffineAug
+from ..augment import AffineAug, Augment
 from ..calibrate import calibrate
 from ..card import ModelCard
 from ..checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
@@ -124,7 +124,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     ema: torch.nn.Module | None
-    aug: AffineAug | None
+    aug: Augment | None
     shuffle_gen: torch.Generator
     aug_gen: torch.Generator
     amp: torch.autocast
@@ -145,6 +145,16 @@ class Run:
     def save(self, name: str, extra: dict | None = None, state: TrainState | None = None) -> None:
         save_checkpoint(self.out / name, self.eval_model(), self.cfg.model, self.model_args,
                         {**self.meta, **(extra or {})}, state.to_dict() if state is not None else None)
+
+
+def augmentation(cfg: TrainConfig) -> Augment | None:
+    """The per-image augmentation the options ask for, or None."""
+    extras = {"elastic": cfg.aug_elastic, "stroke": cfg.aug_stroke, "blur": cfg.aug_blur,
+              "contrast": cfg.aug_contrast}
+    if not (cfg.augment or any(extras.values())):
+        return None
+    affine = AffineAug(cfg.aug_rotate, cfg.aug_scale, cfg.aug_shear, cfg.aug_translate) if cfg.augment else None
+    return Augment(affine, **extras)
 
 
 def _data(cfg: TrainConfig, ds: Dataset, device: str):
@@ -181,7 +191,7 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    aug = AffineAug(cfg.aug_rotate, cfg.aug_scale, cfg.aug_shear, cfg.aug_translate) if cfg.augment else None
+    aug = augmentation(cfg)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.startswith("cuda"))
     card = ds.spec.card()
     meta = {"card": card.to_json(), "dataset": {**ds.spec.to_json(), "checksums": ds.checksums},
@@ -316,7 +326,7 @@ def train_step(run: Run, batch: torch.Tensor) -> torch.Tensor:
     idx = distributed.shard(batch)
     x, y = run.x_train[idx], run.y_train[idx]
     if run.aug is not None:
-        x = run.aug(x, run.card.background, run.aug_gen)
+        x = run.aug(x, run.card.background, run.aug_gen, run.card.std)
     with run.amp:
         if distributed.dist_info()[1] == 1:
             loss = F.cross_entropy(run.forward(x), y, label_smoothing=run.cfg.label_smoothing)
