@@ -1,5 +1,5 @@
 """What the benchmarks share: the machine they ran on, a real `digitrec serve` on loopback,
-clocks that wait for the GPU, and the server's memory. Run the benchmarks from the project
+clocks that wait for the GPU (digitrec.util.clock), and the server's memory. Run the benchmarks from the project
 root (`python benchmarks/NAME.py`); this file sits beside them."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from digitrec.util import clock  # noqa: F401  (time.perf_counter after the device caught up)
 
 
 def machine() -> str:
@@ -34,20 +36,6 @@ def machine() -> str:
     except ImportError:
         pass
     return line
-
-
-def sync(device: str = "cpu") -> None:
-    """Wait until the device has finished what was queued: read a clock only after this."""
-    if str(device).startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def clock(device: str = "cpu") -> float:
-    """time.perf_counter(), after the device has caught up."""
-    sync(device)
-    return time.perf_counter()
 
 
 def free_port() -> int:

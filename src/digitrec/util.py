@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -79,6 +80,16 @@ def environment(device: str | None = None) -> dict:
         "device": device,
         "git_commit": git_commit(),
     }
+
+
+def clock(device: str = "cpu") -> float:
+    """time.perf_counter(), read after the device has finished what was queued: on a GPU work
+    runs ahead of the host, and a clock read without waiting would count it in the wrong place."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def resolve_device(name: str = "auto") -> str:

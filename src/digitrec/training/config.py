@@ -16,6 +16,7 @@ Schedule = Literal["constant", "cosine", "onecycle"]  # onecycle: linear warm-up
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Amp = Literal["auto", "off", "bf16"]
 Keep = Literal["best", "last"]
+Graph = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainConfig:
     amp: Amp = "auto"  # auto | off | bf16: bfloat16 autocast; auto = on for CUDA, off for CPU (slower there)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model (compile time reported separately)
+    graph: Graph = "auto"  # capture the whole step in a CUDA graph: auto = on CUDA where it can (capture is warm-up)
     eval_every: int = 1  # evaluate on validation every N epochs (and always at the end)
     keep: Keep = "best"  # best.pt holds: best = the epoch with the best validation accuracy | last = the final weights
 

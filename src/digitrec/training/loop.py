@@ -14,7 +14,6 @@ import io
 import math
 import signal
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from ..data.load import Dataset, load, split_indices
 from ..errors import UserError
 from ..metrics import logits_of, metrics_from_logits
 from ..models import check_model, count_parameters, create_model
-from ..util import atomic_write_text, environment, resolve_device, write_json
-from . import distributed
+from ..util import atomic_write_text, clock, environment, resolve_device, write_json
+from . import distributed, graph
 from .config import TrainConfig
 from .state import TrainState
 
@@ -217,6 +216,8 @@ def start_or_resume(run: Run, resume: bool) -> TrainState:
     # With EMA the checkpoint's weights are the average; the trained weights are kept apart.
     unwrap(run.model).load_state_dict(state.model or ckpt.state_dict)
     run.optimizer.load_state_dict(state.optimizer)
+    for g in run.optimizer.param_groups:  # a run begun with a CUDA graph kept its learning rate on the GPU
+        g["lr"], g["capturable"] = float(g["lr"]), False
     run.scheduler.load_state_dict(state.scheduler)
     if run.ema is not None and state.ema is not None:
         run.ema.load_state_dict(state.ema)
@@ -243,17 +244,25 @@ def capture(run: Run, state: TrainState, epoch: int, batch: int, partial: list[f
         aug_gen=run.aug_gen.get_state(), torch_rng=torch.get_rng_state())
 
 
-def warm_up(run: Run) -> float:
-    """One untimed forward and backward: compilation and first-call set-up are not training
-    time. Weights, buffers and random state are put back, so it changes nothing else."""
-    t = time.perf_counter()
+def warm_up(run: Run) -> tuple[Callable[[torch.Tensor], torch.Tensor], float]:
+    """The step function, and the seconds spent getting it ready, which are not training time:
+    one untimed forward and backward (compilation, first-call set-up; weights, buffers and
+    random state are put back, so it changes nothing else), or, on a GPU, capturing the whole
+    step in a CUDA graph (training/graph.py)."""
+    t = clock(run.device)
+    why = graph.supported(run) if run.cfg.graph != "off" else "--graph off"
+    if run.cfg.graph == "on" and why:
+        raise UserError(f"--graph on cannot be used here: {why}")
+    if why is None:
+        step = graph.GraphStep(run)
+        return step, clock(run.device) - t
     with torch.random.fork_rng(devices=[]):
         saved = {k: v.clone() for k, v in unwrap(run.model).state_dict().items()}
         with run.amp:
             run.forward(run.x_train[: run.cfg.batch_size]).float().sum().backward()
         run.optimizer.zero_grad(set_to_none=True)
         unwrap(run.model).load_state_dict(saved)
-    return time.perf_counter() - t
+    return (lambda batch: train_step(run, batch)), clock(run.device) - t
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -265,28 +274,30 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
 
     `observe(step, train_seconds, model)`, if given, is called every `observe_every` steps with
     the clock stopped (benchmarks use it to time the way to a target accuracy)."""
-    t_start = time.perf_counter()
+    t_start = clock()
     cfg.check()
     run = setup(cfg, Path(out), data, quiet)
     state = start_or_resume(run, resume)
     run.model = distributed.wrap(run.model)
     run.forward = torch.compile(run.model) if cfg.compile else run.model
-    warmup_seconds = warm_up(run)
+    step, warmup_seconds = warm_up(run)
     with interrupt_flag() as interrupted:
         for epoch in range(state.epoch, run.n_epochs):
             trained = state.train_time
-            state = train_epoch(run, state, epoch, interrupted, observe, observe_every)
+            state = train_epoch(run, step, state, epoch, interrupted, observe, observe_every)
             if distributed.dist_info()[0] == 0:
                 end_epoch(run, state, epoch, state.train_time - trained)
     distributed.finish()
     if distributed.dist_info()[0] != 0:
         return {}
-    return finish(run, state, time.perf_counter() - t_start, warmup_seconds)
+    return finish(run, state, clock(run.device) - t_start, warmup_seconds)
 
 
-def train_epoch(run: Run, state: TrainState, epoch: int, interrupted: list, observe, observe_every: int) -> TrainState:
-    """One epoch (or what is left of it after a resume); returns the state after it."""
-    cfg, t0 = run.cfg, time.perf_counter()
+def train_epoch(run: Run, step_fn, state: TrainState, epoch: int, interrupted: list, observe,
+                observe_every: int) -> TrainState:
+    """One epoch (or what is left of it after a resume); returns the state after it. Every
+    clock is read after the device has caught up (util.clock): queued GPU work is training."""
+    cfg, t0 = run.cfg, clock(run.device)
     run.shuffle_gen.set_state(state.shuffle_gen_epoch)
     perm = torch.randperm(len(run.x_train), generator=run.shuffle_gen).to(run.device)
     next_gen_state = run.shuffle_gen.get_state()
@@ -298,17 +309,17 @@ def train_epoch(run: Run, state: TrainState, epoch: int, interrupted: list, obse
     step = epoch * run.steps_per_epoch + first
     for i in range(first, last):
         batch = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        losses[i - first] = train_step(run, batch)
+        losses[i - first] = step_fn(batch)
         step += 1
         if observe is not None and step % observe_every == 0:
-            paused = time.perf_counter()
+            paused = clock(run.device)
             observe(step, state.train_time + paused - t0, run.eval_model())
             run.model.train()
-            t0 += time.perf_counter() - paused
+            t0 += clock(run.device) - paused
         if bar is not None:
             bar.update()
         if distributed.any_rank(bool(interrupted), run.device):
-            state = dataclasses.replace(state, train_time=state.train_time + time.perf_counter() - t0)
+            state = dataclasses.replace(state, train_time=state.train_time + clock(run.device) - t0)
             partial = distributed.mean_over_ranks(losses[: i + 1 - first]).tolist()
             if distributed.dist_info()[0] == 0:
                 run.save("last.pt", {"epoch": epoch + 1}, capture(run, state, epoch, i + 1, partial))
@@ -318,7 +329,7 @@ def train_epoch(run: Run, state: TrainState, epoch: int, interrupted: list, obse
         bar.close()
     return dataclasses.replace(state, epoch=epoch + 1, batch=0, shuffle_gen_epoch=next_gen_state,
                                step_losses=state.step_losses + distributed.mean_over_ranks(losses).tolist(),
-                               train_time=state.train_time + time.perf_counter() - t0)
+                               train_time=state.train_time + clock(run.device) - t0)
 
 
 def train_step(run: Run, batch: torch.Tensor) -> torch.Tensor:
@@ -346,7 +357,8 @@ def end_epoch(run: Run, state: TrainState, epoch: int, seconds: float) -> None:
     """Validate (every eval_every epochs and at the end), keep best.pt, save last.pt, log a line."""
     cfg = run.cfg
     epoch_losses = state.step_losses[epoch * run.steps_per_epoch :]  # the whole epoch, even if resumed mid-way
-    row = {"epoch": epoch + 1, "step": len(state.step_losses), "lr": run.scheduler.get_last_lr()[0],
+    step = len(state.step_losses)
+    row = {"epoch": epoch + 1, "step": step, "lr": cfg.lr * lr_factor(cfg, step, run.total_steps),
            "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
            "val_loss": float("nan"), "val_accuracy": float("nan"), "epoch_seconds": seconds}
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == run.n_epochs:

@@ -1,0 +1,57 @@
+"""The training step's pieces: the learning-rate schedule, and the CUDA-graph step's body, which
+runs eagerly here (CPU) and must train exactly as the ordinary step does."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from digitrec.training import graph
+from digitrec.training.config import TrainConfig
+from digitrec.training.loop import lr_factor, setup, train_step
+
+
+@pytest.mark.parametrize("schedule, warmup", [("constant", 0.0), ("cosine", 0.0), ("cosine", 0.2),
+                                              ("onecycle", 0.25), ("onecycle", 0.0)])
+def test_the_device_schedule_is_the_host_schedule(schedule, warmup):
+    cfg = TrainConfig(schedule=schedule, warmup=warmup)
+    total = 97
+    for step in range(total + 1):
+        want = lr_factor(cfg, step, total)
+        got = float(graph.lr_factor_tensor(cfg, torch.tensor(float(step)), total))
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-7), (step, got, want)
+
+
+def test_graph_step_body_trains_like_the_ordinary_step(synth_dir, tmp_path):
+    """The body GraphStep captures on a GPU, run eagerly: the same batches give the same losses,
+    learning rates and weights as loop.train_step (up to float rounding: Adam with its learning
+    rate in a tensor takes another code path)."""
+    cfg = TrainConfig(model="fast", dataset=str(synth_dir), val_size=100, batch_size=32, epochs=1, lr=3e-3,
+                      schedule="onecycle", warmup=0.3, label_smoothing=0.1, device="cpu")
+    eager, graphed = setup(cfg, tmp_path / "a", None, True), setup(cfg, tmp_path / "b", None, True)
+    step = graph.GraphStep(graphed, capture=False)
+    perm = torch.randperm(len(eager.x_train), generator=torch.Generator().manual_seed(0))
+    eager.model.train(), graphed.model.train()
+    for i in range(eager.total_steps):
+        batch = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]  # the last one is shorter
+        used = eager.optimizer.param_groups[0]["lr"]  # the rate the ordinary step is about to use
+        a, b = train_step(eager, batch), step(batch)
+        assert float(a) == pytest.approx(float(b), rel=1e-4), i
+        assert float(graphed.optimizer.param_groups[0]["lr"]) == pytest.approx(used, rel=1e-6), i
+    assert graphed.scheduler.last_epoch == eager.scheduler.last_epoch == eager.total_steps
+    for (k, v), w in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
+        torch.testing.assert_close(w, v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_graphs_are_refused_where_they_cannot_work(synth_dir, tmp_path):
+    from digitrec.errors import UserError
+    from digitrec.training.loop import train
+
+    cfg = TrainConfig(dataset=str(synth_dir), val_size=100, epochs=1, device="cpu", graph="on")
+    with pytest.raises(UserError, match="--graph on cannot be used here: CUDA graphs need a CUDA device"):
+        train(cfg, tmp_path / "run", quiet=True)
+    run = setup(TrainConfig(dataset=str(synth_dir), val_size=100, ema=0.9, device="cpu"), tmp_path / "r", None, True)
+    run.device = "cuda"  # as if on a GPU: EMA still rules graphs out
+    assert "ema" in graph.supported(run)
