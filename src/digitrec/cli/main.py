@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import evaluate, export, fetch, predict, serve, train
+from . import evaluate, export, fetch, finetune, importer, predict, serve, train
 from .options import Formatter, add_command
 
 COMMANDS = (
@@ -17,6 +17,8 @@ COMMANDS = (
     ("predict", "recognise the character in image files or folders", predict),
     ("serve", "HTTP API and drawing canvas on http://127.0.0.1:8000", serve),
     ("export", "export a checkpoint for other runtimes", export),
+    ("import", "add labelled images (class folders or a CSV) to a corrections folder", importer),
+    ("finetune", "adapt a model to a folder of corrections without forgetting its dataset", finetune),
 )
 
 

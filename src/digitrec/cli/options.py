@@ -6,6 +6,14 @@ import argparse
 from pathlib import Path
 
 
+def field_comments(cls) -> dict[str, str]:
+    """A dataclass's fields' end-of-line comments, which are their help texts."""
+    import inspect
+    import re
+
+    return dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(cls), re.M))
+
+
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its default, unless it has none worth showing (None, a
     flag that is off) or the help already says it."""

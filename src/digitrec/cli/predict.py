@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..inference.decode import IMAGE_SUFFIXES
 from .options import model_args
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
 PREVIEW_SUFFIX = ".preview.png"
 BATCH = 256  # images per forward pass
 

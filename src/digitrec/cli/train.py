@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import sys
 import time
 from pathlib import Path
 
 from ..errors import UserError
+from .options import field_comments
 
 NONE_DEFAULTS = {"data_dir": "$DIGITREC_DATA or ~/.cache/digitrec"}  # what a None default means
 
@@ -19,7 +18,7 @@ NONE_DEFAULTS = {"data_dir": "$DIGITREC_DATA or ~/.cache/digitrec"}  # what a No
 def _config_fields():
     from ..training.config import TrainConfig
 
-    comments = dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(TrainConfig), re.M))
+    comments = field_comments(TrainConfig)
     return [(f, comments.get(f.name, "")) for f in dataclasses.fields(TrainConfig)]
 
 

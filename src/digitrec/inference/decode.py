@@ -20,6 +20,7 @@ MAX_BYTES = 20_000_000  # largest encoded file accepted
 MAX_PIXELS = 40_000_000  # largest decoded image (width x height): a 40 MP photo; bombs are far bigger
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF")  # JPEG includes MPO (phone cameras)
 FORMAT_NAMES = "PNG, JPEG, GIF, BMP, WebP or TIFF"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
 WORK_SIZE = 1024  # images are shrunk to at most this many pixels a side before analysis
 
 

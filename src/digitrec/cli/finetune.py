@@ -1,0 +1,36 @@
+"""`digitrec finetune`: adapt a model to a folder of corrections without forgetting its dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from .options import field_comments
+
+
+def add_arguments(p) -> None:
+    from ..finetune import FinetuneConfig
+
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the .pt checkpoint to start from (default: the pretrained model shipped with digitrec)")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="a corrections folder (`digitrec serve --collect DIR`, `digitrec import`)")
+    p.add_argument("--out", type=Path, default=None, help="where to write best.pt (default: runs/finetune-<date>-<time>)")
+    comments = field_comments(FinetuneConfig)
+    for f in dataclasses.fields(FinetuneConfig):
+        default = f.default
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
+                       help=comments.get(f.name, ""))
+
+
+def run(args) -> int:
+    from ..finetune import FinetuneConfig, finetune
+    from ..inference.backends import packaged_checkpoint
+
+    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}).check()
+    checkpoint = args.checkpoint or packaged_checkpoint()
+    out = args.out or Path("runs") / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
+    finetune(checkpoint, args.data, out, cfg)
+    print(f"wrote {out / 'best.pt'} (and metrics.json, report.md); use it with --checkpoint {out / 'best.pt'}")
+    return 0
