@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +26,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .corrections import Corrections
 from .data.load import load, split_indices
 from .errors import UserError
+from .training.config import FinetuneConfig
 from .metrics import logits_of
 from .util import atomic_write_text, write_json
-
-
-@dataclass
-class FinetuneConfig:
-    steps: int = 0  # optimiser steps; 0 = 12 passes over the corrections kept for training, at least 60
-    lr: float = 3e-4  # peak learning rate (AdamW), decaying linearly to 0
-    batch: int = 32  # corrections per step (drawn with replacement, each with a random affine transform)
-    replay: int = 96  # replayed training digits of the model's dataset per step
-    holdout: float = 0.25  # share of the corrections kept aside to measure the result
-    seed: int = 0  # the split, the batches and the transforms
-    device: str = "cpu"  # cpu, cuda or mps
-
-    def check(self) -> "FinetuneConfig":
-        if self.steps < 0 or self.lr <= 0 or self.batch < 1 or self.replay < 0 or not 0 <= self.holdout < 1:
-            raise UserError("--steps must be >= 0, --lr > 0, --batch >= 1, --replay >= 0, --holdout in [0, 1)")
-        return self
 
 
 def split(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from .options import field_comments
 
 
 def add_arguments(p) -> None:
-    from ..finetune import FinetuneConfig
+    from ..training.config import FinetuneConfig
 
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the .pt checkpoint to start from (default: the pretrained model shipped with digitrec)")
@@ -25,7 +25,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..finetune import FinetuneConfig, finetune
+    from ..finetune import finetune
+    from ..training.config import FinetuneConfig
     from ..inference.backends import packaged_checkpoint
 
     cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}).check()

@@ -73,6 +73,24 @@ class TrainConfig:
         return self
 
 
+@dataclass
+class FinetuneConfig:
+    """Options of `digitrec finetune` (finetune.py)."""
+
+    steps: int = 0  # optimiser steps; 0 = 12 passes over the corrections kept for training, at least 60
+    lr: float = 3e-4  # peak learning rate (AdamW), decaying linearly to 0
+    batch: int = 32  # corrections per step (drawn with replacement, each with a random affine transform)
+    replay: int = 96  # replayed training digits of the model's dataset per step
+    holdout: float = 0.25  # share of the corrections kept aside to measure the result
+    seed: int = 0  # the split, the batches and the transforms
+    device: str = "cpu"  # cpu, cuda or mps
+
+    def check(self) -> "FinetuneConfig":
+        if self.steps < 0 or self.lr <= 0 or self.batch < 1 or self.replay < 0 or not 0 <= self.holdout < 1:
+            raise UserError("--steps must be >= 0, --lr > 0, --batch >= 1, --replay >= 0, --holdout in [0, 1)")
+        return self
+
+
 def choices() -> dict[str, tuple[str, ...]]:
     """The options whose values are a fixed set, and that set (from the Literal annotations)."""
     hints = typing.get_type_hints(TrainConfig)
