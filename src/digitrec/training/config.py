@@ -43,6 +43,7 @@ class TrainConfig:
     aug_stroke: float = 0.0  # stroke width: up to this share of a 3x3 dilation or erosion (0 = off)
     aug_blur: float = 0.0  # resolution loss: Gaussian blur with sigma up to this many pixels (0 = off)
     aug_contrast: float = 0.0  # ink raised to a power in [1/(1+c), 1+c]: soft or hard strokes (0 = off)
+    outliers: float = 0.0  # shapes that are not one character added to each batch, as a share of it, trained towards equal probabilities (0 = off)
     val_size: int = 5000  # validation images carved from the training set
     split_seed: int = 0  # fixed, so every run and seed is chosen on the same validation set
     seed: int = 0  # model initialisation, shuffling and augmentation
@@ -66,6 +67,8 @@ class TrainConfig:
             raise UserError("--aug-elastic, --aug-blur and --aug-contrast must be at least 0, --aug-stroke in [0, 1]")
         if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.warmup < 1:
             raise UserError("--ema, --label-smoothing and --warmup must be in [0, 1)")
+        if not 0 <= self.outliers <= 1:
+            raise UserError("--outliers is a share of the batch, in [0, 1]")
         if self.val_size < 1 or self.eval_every < 1 or self.threads < 0:
             raise UserError("--val-size and --eval-every must be at least 1, --threads at least 0")
         if not isinstance(self.model_args, dict):

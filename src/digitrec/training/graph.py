@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .config import TrainConfig
+from .step import batch_loss
 
 
 def lr_factor_tensor(cfg: TrainConfig, step: torch.Tensor, total: int) -> torch.Tensor:
@@ -78,11 +78,7 @@ class GraphStep:
         factor = lr_factor_tensor(cfg, self.step, run.total_steps)
         for g, peak in zip(run.optimizer.param_groups, self.peaks):
             g["lr"].copy_(factor * peak)
-        x, y = run.x_train[idx], run.y_train[idx]
-        if run.aug is not None:
-            x = run.aug(x, run.card.background, run.aug_gen, run.card.std)
-        with run.amp:
-            loss = F.cross_entropy(run.forward(x), y, label_smoothing=cfg.label_smoothing)
+        loss = batch_loss(run, idx, len(idx))
         run.optimizer.zero_grad(set_to_none=False)  # a graph keeps its gradient buffers
         loss.backward()
         run.optimizer.step()

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..augment import AffineAug, Augment
 from ..calibrate import calibrate
@@ -32,8 +31,12 @@ from ..metrics import logits_of, metrics_from_logits
 from ..models import check_model, count_parameters, create_model
 from ..util import atomic_write_text, clock, environment, resolve_device, write_json
 from . import distributed, graph
+from .step import batch_loss
 from .config import TrainConfig
 from .state import TrainState
+
+
+OUTLIER_BANK = 12_000  # shapes in the --outliers bank: 4,000 of each kind
 
 
 class TrainingInterrupted(Exception):
@@ -124,6 +127,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     ema: torch.nn.Module | None
     aug: Augment | None
+    outliers: torch.Tensor | None  # (K, 1, 28, 28) normalised shapes that are not characters, on the device
     shuffle_gen: torch.Generator
     aug_gen: torch.Generator
     amp: torch.autocast
@@ -154,6 +158,18 @@ def augmentation(cfg: TrainConfig) -> Augment | None:
         return None
     affine = AffineAug(cfg.aug_rotate, cfg.aug_scale, cfg.aug_shear, cfg.aug_translate) if cfg.augment else None
     return Augment(affine, **extras)
+
+
+def _outliers(cfg: TrainConfig, ds: Dataset, device: str) -> torch.Tensor | None:
+    """With --outliers, the bank of shapes that are not characters (training/outliers.py), made
+    from training-split digits only, normalised, on the device."""
+    if not cfg.outliers:
+        return None
+    from .outliers import bank
+
+    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
+    x = ds.spec.card().normalise(bank(ds.train_x[tr], OUTLIER_BANK, cfg.seed)).to(device)
+    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
 
 def _data(cfg: TrainConfig, ds: Dataset, device: str):
@@ -197,7 +213,7 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
             "config": dataclasses.asdict(cfg), "environment": environment(device),
             "parameters": count_parameters(model)}
     return Run(cfg, Path(out), device, ds, card, x_train, y_train, x_val, y_val, model, model, optimizer, scheduler,
-               ema, aug, torch.Generator().manual_seed(cfg.seed),
+               ema, aug, _outliers(cfg, ds, device), torch.Generator().manual_seed(cfg.seed),
                torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
                torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
                steps_per_epoch, total_steps, model_args, meta,
@@ -334,16 +350,7 @@ def train_epoch(run: Run, step_fn, state: TrainState, epoch: int, interrupted: l
 
 def train_step(run: Run, batch: torch.Tensor) -> torch.Tensor:
     """One optimiser step on the images `batch` indexes (this rank's shard of them); the loss."""
-    idx = distributed.shard(batch)
-    x, y = run.x_train[idx], run.y_train[idx]
-    if run.aug is not None:
-        x = run.aug(x, run.card.background, run.aug_gen, run.card.std)
-    with run.amp:
-        if distributed.dist_info()[1] == 1:
-            loss = F.cross_entropy(run.forward(x), y, label_smoothing=run.cfg.label_smoothing)
-        else:
-            loss = F.cross_entropy(run.forward(x), y, label_smoothing=run.cfg.label_smoothing,
-                                   reduction="sum") * distributed.loss_scale(len(batch))
+    loss = batch_loss(run, distributed.shard(batch), len(batch))
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
