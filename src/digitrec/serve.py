@@ -13,9 +13,11 @@
 
 Every error is JSON {"detail": "a sentence"}: 400 empty or malformed body, 408 a request
 that arrives too slowly, 413 too many bytes or pixels, 415 not an image we decode, 422 a
-damaged image, 503 busy. The model is loaded once, before the server starts listening; at
-most `max_concurrency` predictions run at the same time, each in a worker thread, and the
-bodies waiting for them hold at most `upload_memory` bytes together. Slow and idle
+damaged image, 503 busy. The model is loaded once, before the server starts listening.
+Predictions run in worker threads, at most `max_concurrency` at a time for images that decode
+small (drawings, small photos) and as many again for big ones, which also share the decoding
+budget of inference/decode.py; so a flood of huge images slows only itself. The bodies
+waiting for their turn hold at most `upload_memory` bytes together. Slow and idle
 connections are dealt with before they reach the app (connections.py).
 """
 
@@ -33,7 +35,7 @@ from importlib import resources
 
 from .connections import ConnectionLimits
 from .errors import PreprocessError
-from .inference.decode import MAX_BYTES, MAX_PIXELS
+from .inference.decode import MAX_BYTES, MAX_PIXELS, decoded_cost
 from .inference.predictor import Answer
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
@@ -50,6 +52,7 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
 DOCS_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                 "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"}
 QUEUE_SECONDS = 30.0  # a request waiting longer than this for a free slot gets 503
+LIGHT_BYTES = 16 * 2**20  # images decoding to at most this (a 2 MP photo, any drawing) queue apart
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+/-]*)(?:;[\w=.+-]+)*?(?P<b64>;base64)?,", re.I)
 log = logging.getLogger("uvicorn.error")
 
@@ -332,7 +335,8 @@ def _predict_route(app, predictor, max_upload: int, max_pixels: int, max_concurr
     from fastapi import Query, Request
     from starlette.concurrency import run_in_threadpool
 
-    gate = asyncio.Semaphore(max_concurrency)
+    # Two queues of max_concurrency each: images that decode small never wait behind big ones.
+    gates = {"light": asyncio.Semaphore(max_concurrency), "heavy": asyncio.Semaphore(max_concurrency)}
 
     @app.post("/api/predict", summary="Recognise the character in one image", openapi_extra=openapi_extra(max_upload),
               responses=ERRORS, response_model=response_model(), response_model_exclude_unset=True)
@@ -344,6 +348,7 @@ def _predict_route(app, predictor, max_upload: int, max_pixels: int, max_concurr
         try:
             body = await read_body(request, max_upload * 4 // 3 + 4096 if is_json else max_upload, memory, held, limits)
             body = await image_from_request(request, body)
+            gate = gates["heavy" if await run_in_threadpool(decoded_cost, body) > LIGHT_BYTES else "light"]
             try:
                 await asyncio.wait_for(gate.acquire(), QUEUE_SECONDS)
             except asyncio.TimeoutError:

@@ -137,8 +137,23 @@ def decoded_bytes(im: Image.Image) -> int:
     each, by mode) times the copies its decoder holds, plus the shrunk copy made from it."""
     w, h = im.size
     per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4
+    decoded = w * h * per_pixel * COPIES.get(im.format, 1)
+    if max(w, h) <= WORK_SIZE:
+        return decoded  # used as it is
     f = _factor(im.size)
-    return w * h * per_pixel * COPIES.get(im.format, 1) + 2 * (-(-w // f)) * (-(-h // f)) * 4 + 2 * STRIP_BYTES
+    return decoded + 2 * (-(-w // f)) * (-(-h // f)) * 4 + 2 * STRIP_BYTES
+
+
+def decoded_cost(data: bytes) -> int:
+    """decoded_bytes() of an encoded image, read from its header alone (0 if we cannot read
+    it: it will fail quickly). The server uses it to keep small images out of big ones' queue."""
+    try:
+        im = _open(data)
+    except PreprocessError:
+        return 0
+    if im.format in ("JPEG", "MPO"):
+        im.draft(im.mode, (WORK_SIZE, WORK_SIZE))
+    return decoded_bytes(im)
 
 
 def _open(data: bytes) -> Image.Image:
