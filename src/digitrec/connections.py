@@ -9,7 +9,8 @@ out every other client. This module is uvicorn's h11 protocol with three rules a
                  `head_timeout` seconds of the connection opening or of the previous
                  response; else 408 (when some of it came) or a silent close (when none did)
   idle cap       at most `max_idle` connections may be waiting for a request head; past
-                 that, the one waiting longest is closed
+                 that, the one waiting longest is closed (once it has waited a second: a
+                 burst of new clients whose headers are on their way is not idleness)
   connection cap at most `max_connections` open sockets; a new one first displaces the
                  longest-waiting idle one, and is refused with 503 only if none is idle
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("uvicorn.error")
+IDLE_GRACE = 1.0  # seconds a new connection may wait before the idle cap can close it
 REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
 
 
@@ -102,8 +104,11 @@ class GuardedH11Protocol(H11Protocol):
         self.waiting.move_to_end(self)
         self._cancel()
         self._timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
-        if len(self.waiting) > self.limits.max_idle:
-            oldest = next(iter(self.waiting))
+        grace = min(IDLE_GRACE, self.limits.head_timeout / 2)  # a burst of new clients is not idleness
+        while len(self.waiting) > self.limits.max_idle:
+            oldest, since = next(iter(self.waiting.items()))
+            if oldest is self or time.monotonic() - since < grace:
+                break
             log.info("%s: closed: more than %d idle connections", oldest._who(), self.limits.max_idle)
             oldest._close(503 if oldest._got_bytes else None, "the server has too many idle connections")
 

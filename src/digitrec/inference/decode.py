@@ -33,14 +33,16 @@ from ..errors import PreprocessError, missing
 
 MAX_BYTES = 20_000_000  # largest encoded image accepted: the one limit of the CLI, the API and the page
 MAX_PIXELS = 40_000_000  # largest decoded image (width x height): a 40 MP photo; bombs are far bigger
-MAX_DECODED = 192 * 2**20  # decoded bytes in flight in this process (and so for any one image)
+MAX_DECODED = 256 * 2**20  # decoded bytes in flight in this process (and so for any one image):
+# a 40 MP photo in RGB (160 MB), a 24 MP HEIC from a phone (196 MB)
 BUDGET_WAIT = 60.0  # seconds an image may wait for its share of MAX_DECODED before "busy"
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "HEIF")  # JPEG includes MPO (phone cameras)
 FORMAT_NAMES = "PNG, JPEG, GIF, BMP, WebP, TIFF or HEIC"
 WORK_SIZE = 1024  # images are shrunk to at most this many pixels a side before analysis
-# Decoders that hold their own full-size buffer besides Pillow's image while decoding (measured
-# with benchmarks/load.py --worst-case): libtiff's strips, libwebp's and libheif's output.
-COPIES = {"TIFF": 2, "WEBP": 2, "HEIF": 3}
+# Decoders that hold their own full-size buffers besides Pillow's image while decoding: measured
+# peaks for a 6320x6320 RGB image (160 MB in Pillow) were WebP 618 MB (libwebp's RGBA output
+# and copies) and HEIC 285 MB (libheif's planes). TIFF adds one strip or tile (_tiff_buffer).
+COPIES = {"WEBP": 4, "HEIF": 2}
 STRIP_BYTES = 4 * 2**20  # the shrinking works on horizontal strips of about this size
 # EXIF orientation -> the transpose that makes the image upright
 UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -137,11 +139,26 @@ def decoded_bytes(im: Image.Image) -> int:
     each, by mode) times the copies its decoder holds, plus the shrunk copy made from it."""
     w, h = im.size
     per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4
-    decoded = w * h * per_pixel * COPIES.get(im.format, 1)
+    decoded = w * h * per_pixel * COPIES.get(im.format, 1) + _tiff_buffer(im)
     if max(w, h) <= WORK_SIZE:
         return decoded  # used as it is
     f = _factor(im.size)
-    return decoded + 2 * (-(-w // f)) * (-(-h // f)) * 4 + 2 * STRIP_BYTES
+    reduced = (-(-w // f)) * (-(-h // f)) * 4  # by f (f == 1: a copy in a mode that shrinks)
+    return decoded + reduced + WORK_SIZE * WORK_SIZE * 4 + (2 * STRIP_BYTES if f > 1 else 0)
+
+
+def _tiff_buffer(im: Image.Image) -> int:
+    """libtiff reads a TIFF a strip or a tile at a time into a buffer of its own: its size."""
+    if im.format != "TIFF":
+        return 0
+    w, h = im.size
+    try:
+        tags = im.tag_v2
+        tile = (int(tags.get(322, 0)), int(tags.get(323, 0)))  # TileWidth, TileLength
+        rows = min(h, int(tags.get(278, h)))  # RowsPerStrip
+        return (tile[0] * tile[1] if all(tile) else rows * w) * 4
+    except (TypeError, ValueError, AttributeError):
+        return w * h * 4  # unreadable tags: assume one strip
 
 
 def decoded_cost(data: bytes) -> int:
@@ -243,11 +260,13 @@ def _reducible(im: Image.Image) -> Image.Image:
 
 
 def _reduce(im: Image.Image) -> Image.Image:
-    """Shrink by _factor (a box average, as to_pixels' own shrink), a strip of rows at a time,
-    so that the only full-size copy is the decoded one."""
+    """Shrink to at most WORK_SIZE a side: by _factor (a box average), a strip of rows at a
+    time so that the only full-size copy is the decoded one, then by to_pixels' own shrink."""
+    if max(im.size) <= WORK_SIZE:
+        return im
     f = _factor(im.size)
     if f == 1:
-        return im
+        return _shrink(_reducible(im))
     w, h = im.size
     rows = max(f, STRIP_BYTES // (4 * w) // f * f)
     out = None
@@ -256,7 +275,7 @@ def _reduce(im: Image.Image) -> Image.Image:
         if out is None:
             out = Image.new(strip.mode, (-(-w // f), -(-h // f)))
         out.paste(strip, (0, y // f))
-    return out
+    return _shrink(out)
 
 
 def _check_pixels(im: Image.Image, max_pixels: int) -> None:
