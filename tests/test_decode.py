@@ -31,13 +31,25 @@ def encode(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
 
 
 def test_cost_counts_bytes_per_pixel_and_decoder_copies():
-    assert dec.decoded_cost(encode(Image.new("L", (500, 400)))) == 500 * 400
-    assert dec.decoded_cost(encode(Image.new("I;16", (500, 400)))) == 500 * 400 * 2
-    assert dec.decoded_cost(encode(Image.new("RGB", (500, 400)))) == 500 * 400 * 4  # Pillow keeps RGB in 4 bytes
-    assert dec.decoded_cost(encode(Image.new("RGB", (500, 400)), "WEBP")) == 500 * 400 * 4 * dec.COPIES["WEBP"]
+    analysis = dec.analysis_bytes((500, 400))
+    assert dec.decoded_cost(encode(Image.new("L", (500, 400)))) == 500 * 400 + analysis
+    assert dec.decoded_cost(encode(Image.new("I;16", (500, 400)))) == 500 * 400 * 2 + analysis
+    assert dec.decoded_cost(encode(Image.new("RGB", (500, 400)))) == 500 * 400 * 4 + analysis  # RGB in 4 bytes
+    webp = dec.decoded_cost(encode(Image.new("RGB", (500, 400)), "WEBP"))
+    assert webp == 500 * 400 * 4 * dec.COPIES["WEBP"] + analysis
     big = dec.decoded_cost(encode(Image.new("RGB", (4000, 3000)), "JPEG"))
     assert big < 4000 * 3000 * 4, "JPEGs are decoded at a reduced scale"
     assert dec.decoded_cost(b"not an image") == 0
+
+
+def test_a_thread_holding_its_cost_is_not_charged_twice():
+    budget = dec.DecodeBudget(100, wait=0.05)
+    with budget.hold(80):
+        with budget.hold(60):  # preprocess's decode inside the server's hold
+            assert budget.used == 80
+        with budget.hold(90):  # asks for more: only the difference
+            assert budget.used == 90
+    assert budget.used == 0
 
 
 def test_an_image_over_the_budget_is_refused_before_decoding():
@@ -80,7 +92,7 @@ def test_the_process_wide_budget_holds_across_threads(monkeypatch):
     budget = dec.DecodeBudget(48 * 2**20)
     monkeypatch.setattr(dec, "BUDGET", budget)
     data = encode(drawing("RGBA", 2000, (230, 230, 220, 255), (20, 20, 20, 255)))
-    need = dec.decoded_cost(data)
+    need = dec.decoded_cost(data) - dec.analysis_bytes((2000, 2000))  # decode() holds the decoding alone
     assert budget.total / 2 < need <= budget.total
     errors = []
 

@@ -17,7 +17,8 @@ damaged image, 503 busy. The model is loaded once, before the server starts list
 Predictions run in worker threads, at most `max_concurrency` at a time for images that decode
 small (drawings, small photos) and as many again for big ones, which also share the decoding
 budget of inference/decode.py; so a flood of huge images slows only itself. The bodies
-waiting for their turn hold at most `upload_memory` bytes together. Slow and idle
+waiting for their turn hold at most `upload_memory` bytes of memory together; the rest go to
+temporary files. Slow and idle
 connections are dealt with before they reach the app (connections.py).
 """
 
@@ -29,13 +30,14 @@ import dataclasses
 import json
 import logging
 import re
+import tempfile
 import time
 import typing
 from importlib import resources
 
 from .connections import ConnectionLimits
 from .errors import PreprocessError
-from .inference.decode import MAX_BYTES, MAX_PIXELS, decoded_cost
+from .inference.decode import BUDGET, MAX_BYTES, MAX_PIXELS, decoded_cost
 from .inference.predictor import Answer
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
@@ -68,61 +70,83 @@ class ClientGone(Exception):
 
 
 class UploadMemory:
-    """Bytes of request bodies held in memory at once, by every request together (all on the
-    event loop's thread). A request takes its bytes as they arrive, so a slow upload holds
-    only what it has sent; past the total, requests wait `wait` seconds, then get 503."""
+    """Bytes of request bodies held in memory, by every request together (all on the event
+    loop's thread). A body takes its bytes as they arrive while there is room; past `total`
+    the rest of it goes to a temporary file instead. Nothing waits, so uploads can never
+    deadlock each other, and memory stays bounded however many clients upload at once."""
 
-    def __init__(self, total: int, wait: float = QUEUE_SECONDS):
-        self.total, self.wait, self.used = total, wait, 0
-        self._freed = None
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
 
-    async def take(self, n: int) -> None:
-        if self._freed is None:
-            self._freed = asyncio.Condition()
-        async with self._freed:
-            try:
-                await asyncio.wait_for(self._freed.wait_for(lambda: self.used + n <= self.total), self.wait)
-            except asyncio.TimeoutError:
-                raise ApiError(503, "the server is busy receiving other uploads; try again in a moment") from None
-            self.used += n
+    def take(self, n: int) -> bool:
+        if self.used + n > self.total:
+            return False
+        self.used += n
+        return True
 
-    async def give(self, n: int) -> None:
-        if n and self._freed is not None:
-            async with self._freed:
-                self.used -= n
-                self._freed.notify_all()
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
-async def read_body(request, limit: int, memory: UploadMemory, held: list, limits: ConnectionLimits) -> bytes:
+class Body:
+    """A request body as it arrives: in memory while UploadMemory has room, else on disk."""
+
+    def __init__(self, memory: UploadMemory):
+        self.memory, self.held, self.size = memory, 0, 0
+        self.file = tempfile.SpooledTemporaryFile(max_size=2**62)  # rolls over only when told
+
+    @property
+    def on_disk(self) -> bool:
+        return bool(getattr(self.file, "_rolled", False))
+
+    def write(self, chunk: bytes) -> None:
+        if not self.on_disk and not self.memory.take(len(chunk)):
+            self.release()
+            self.file.rollover()
+        elif not self.on_disk:
+            self.held += len(chunk)
+        self.file.write(chunk)
+        self.size += len(chunk)
+
+    def read(self) -> bytes:
+        self.file.seek(0)
+        return self.file.read()
+
+    def release(self) -> None:
+        self.memory.give(self.held)
+        self.held = 0
+
+    def close(self) -> None:
+        self.release()
+        self.file.close()
+
+
+async def read_body(request, limit: int, body: Body, limits: ConnectionLimits) -> Body:
     """The request body, refused as soon as it passes `limit` bytes (whatever Content-Length
     says) or arrives too slowly (limits.body_timeout, plus a second for every limits.min_rate
-    bytes). What it holds is taken from `memory` and added to held[0], for the caller to give back."""
+    bytes), written into `body`."""
     from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}", close=True)
     loop = asyncio.get_running_loop()
-    start, chunks, size = loop.time(), [], 0
+    start = loop.time()
     stream = request.stream().__aiter__()
     while True:
-        allowed = start + limits.body_timeout + size / limits.min_rate - loop.time()
+        allowed = start + limits.body_timeout + body.size / limits.min_rate - loop.time()
         try:
             chunk = await asyncio.wait_for(stream.__anext__(), max(allowed, 0.001))
         except StopAsyncIteration:
-            break
+            return body
         except asyncio.TimeoutError:
-            raise ApiError(408, f"the upload was too slow: {size:,} bytes in {loop.time() - start:.0f} s",
+            raise ApiError(408, f"the upload was too slow: {body.size:,} bytes in {loop.time() - start:.0f} s",
                            close=True) from None
         except ClientDisconnect:
-            raise ClientGone(f"{size:,} of {declared or '?'} bytes") from None
-        size += len(chunk)
-        if size > limit:
+            raise ClientGone(f"{body.size:,} of {declared or '?'} bytes") from None
+        if body.size + len(chunk) > limit:
             raise ApiError(413, f"the upload is larger than the limit of {limit:,} bytes", close=True)
-        await memory.take(len(chunk))
-        held[0] += len(chunk)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body.write(chunk)
 
 
 def image_from_json(body: bytes) -> bytes:
@@ -189,6 +213,13 @@ async def image_from_request(request, body: bytes) -> bytes:
         raise ApiError(400, "the request has no image: send it as the body (e.g. Content-Type: image/png), "
                             "as a multipart field named 'file', or as JSON {\"image\": \"<base64>\"}")
     return body
+
+
+def predict_within_budget(predictor, image: bytes, max_upload: int, max_pixels: int, top_k: int):
+    """predictor.predict_image, holding the image's whole cost (decoding and analysis) in the
+    process-wide budget of inference/decode.py, so that all requests together stay within it."""
+    with BUDGET.hold(decoded_cost(image)):
+        return predictor.predict_image(image, max_upload, max_pixels, top_k)
 
 
 # ----------------------------------------------------------------------------- OpenAPI
@@ -343,22 +374,27 @@ def _predict_route(app, predictor, max_upload: int, max_pixels: int, max_concurr
     async def predict(request: Request,
                       preview: bool = Query(True, description="include the 28x28 model input as a base64 PNG"),
                       top_k: int = Query(3, ge=1, description="how many best guesses to list in `top`")):
-        t0, held = time.perf_counter(), [0]
+        t0, body = time.perf_counter(), Body(memory)
         is_json = request.headers.get("content-type", "").lower().startswith("application/json")
         try:
-            body = await read_body(request, max_upload * 4 // 3 + 4096 if is_json else max_upload, memory, held, limits)
-            body = await image_from_request(request, body)
-            gate = gates["heavy" if await run_in_threadpool(decoded_cost, body) > LIGHT_BYTES else "light"]
+            await read_body(request, max_upload * 4 // 3 + 4096 if is_json else max_upload, body, limits)
+            # A body in memory is looked at now, to queue it by what it costs to decode; one
+            # that went to disk (the memory for bodies was full) is big: it waits with the heavy.
+            image = None if body.on_disk else await image_from_request(request, body.read())
+            heavy = image is None or await run_in_threadpool(decoded_cost, image) > LIGHT_BYTES
             try:
-                await asyncio.wait_for(gate.acquire(), QUEUE_SECONDS)
+                await asyncio.wait_for(gates["heavy" if heavy else "light"].acquire(), QUEUE_SECONDS)
             except asyncio.TimeoutError:
                 raise ApiError(503, "the server is busy; try again in a moment") from None
             try:
-                answer, pre = await run_in_threadpool(predictor.predict_image, body, max_upload, max_pixels, top_k)
+                if image is None:
+                    image = await image_from_request(request, await run_in_threadpool(body.read))
+                answer, pre = await run_in_threadpool(predict_within_budget, predictor, image, max_upload,
+                                                      max_pixels, top_k)
             finally:
-                gate.release()
+                gates["heavy" if heavy else "light"].release()
         finally:
-            await memory.give(held[0])
+            body.close()
         out = {**answer.to_json(), "classes": predictor.classes,
                "input": {"width": pre.size[0], "height": pre.size[1], "format": pre.format,
                          "inverted": pre.inverted, "box": pre.box}}

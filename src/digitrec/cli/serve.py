@@ -58,12 +58,14 @@ def run(args) -> int:
     import uvicorn
 
     from ..connections import guarded_protocol
+    from ..inference.decode import give_freed_memory_back
     from ..inference.predictor import Predictor
     from ..serve import create_app
     from ..util import say
 
     limits = _limits(args)
     _check_port(args.host, args.port)
+    give_freed_memory_back()  # before threads start: the decoding budget then bounds the memory
     # A request is one small forward pass; requests run side by side (--max-concurrency).
     # Several intra-op threads per request only wait on each other when cores are busy:
     # 31 ms instead of 0.4 ms per prediction, measured on 2 shared cores. So one thread each,

@@ -52,26 +52,33 @@ UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 
 class DecodeBudget:
     """Bytes of decoded pixels in flight, shared by every thread of the process: `hold(n)`
-    waits until n bytes are free (at most `wait` seconds, then PreprocessError "busy")."""
+    waits until n bytes are free (at most `wait` seconds, then PreprocessError "busy").
+    A thread already holding n bytes holds them again for free: the server takes an image's
+    whole cost (decode and analysis) around preprocess(), whose decode() then asks again."""
 
     def __init__(self, total: int, wait: float = BUDGET_WAIT):
         self.total, self.wait, self.used, self.peak = total, wait, 0, 0
         self._cond = threading.Condition()
+        self._mine = threading.local()
 
     @contextmanager
     def hold(self, n: int):
         n = min(n, self.total)  # callers refuse larger images first; this never deadlocks
+        have = getattr(self._mine, "held", 0)
+        extra = max(0, n - have)
         with self._cond:
-            if not self._cond.wait_for(lambda: self.used + n <= self.total, self.wait):
+            if not self._cond.wait_for(lambda: self.used + extra <= self.total, self.wait):
                 raise PreprocessError("the server is busy decoding other large images; try again in a moment",
                                       "busy")
-            self.used += n
+            self.used += extra
             self.peak = max(self.peak, self.used)
+        self._mine.held = have + extra
         try:
             yield
         finally:
+            self._mine.held = have
             with self._cond:
-                self.used -= n
+                self.used -= extra
                 self._cond.notify_all()
 
 
@@ -89,6 +96,25 @@ def _register_heif() -> None:
 
             pillow_heif.register_heif_opener(thumbnails=False)
         _heif_ready = True
+
+
+def give_freed_memory_back() -> bool:
+    """Make glibc hand freed image memory back to the system at once (for a long-running
+    server). By default it serves blocks above 128 KB with mmap, but raises that threshold to
+    the size of any such block freed (up to 32 MB): after the first big image, Pillow's 16 MB
+    blocks come from heaps that keep their pages, one heap per thread, and the process's memory
+    only grows. A fixed 1 MB threshold and two heaps keep it where the budget says. No-op
+    (False) elsewhere than glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold, m_arena_max = -3, -8
+    return bool(mallopt(m_mmap_threshold, 1 << 20)) and bool(mallopt(m_arena_max, 2))
 
 
 def read_limited(f, max_bytes: int) -> bytes:
@@ -161,16 +187,24 @@ def _tiff_buffer(im: Image.Image) -> int:
         return w * h * 4  # unreadable tags: assume one strip
 
 
+def analysis_bytes(size: tuple[int, int]) -> int:
+    """Memory the ink analysis after decoding takes: a dozen float32 planes of the image
+    shrunk to WORK_SIZE (to_pixels' colour and alpha, luminance, ink, masks)."""
+    k = min(1.0, WORK_SIZE / max(size))
+    return int(size[0] * k + 1) * int(size[1] * k + 1) * 4 * 12
+
+
 def decoded_cost(data: bytes) -> int:
-    """decoded_bytes() of an encoded image, read from its header alone (0 if we cannot read
-    it: it will fail quickly). The server uses it to keep small images out of big ones' queue."""
+    """What preprocessing an encoded image holds in memory at most, decoded_bytes() plus
+    analysis_bytes(), read from its header alone (0 if we cannot read it: it will fail
+    quickly). The server queues by it and holds it in BUDGET for the whole preprocessing."""
     try:
         im = _open(data)
     except PreprocessError:
         return 0
     if im.format in ("JPEG", "MPO"):
         im.draft(im.mode, (WORK_SIZE, WORK_SIZE))
-    return decoded_bytes(im)
+    return decoded_bytes(im) + analysis_bytes(im.size)
 
 
 def _open(data: bytes) -> Image.Image:
