@@ -28,7 +28,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from _common import MemorySampler, server
+from _common import canvas_png, MemorySampler, server
 
 ROWS: list[tuple[str, str]] = []
 
@@ -36,14 +36,6 @@ ROWS: list[tuple[str, str]] = []
 def row(attack: str, outcome: str) -> None:
     ROWS.append((attack, outcome))
     print(f"{attack}: {outcome}", file=sys.stderr, flush=True)
-
-
-def canvas_png() -> bytes:
-    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-    ImageDraw.Draw(im).line([(70, 60), (210, 60), (120, 240)], fill=(17, 17, 17, 255), width=20, joint="curve")
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def png16(size: int = 6300) -> bytes:

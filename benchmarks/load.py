@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from _common import MemorySampler, machine, server
+from _common import canvas_png, MemorySampler, machine, server
 
 
 def png(im: Image.Image) -> bytes:
@@ -117,13 +117,6 @@ async def load(url: str, payloads: list[bytes], n: int, clients: int, max_second
     return {"requests": len(latencies), "errors": len(errors), "statuses": statuses, "wall": wall,
             "rate": len(latencies) / wall, **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)},
             "max": float(ms.max())}
-
-
-def canvas_png() -> bytes:
-    """What the page sends: dark strokes on a transparent 280x280 canvas."""
-    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-    ImageDraw.Draw(im).line([(70, 60), (210, 60), (120, 240)], fill=(17, 17, 17, 255), width=20, joint="curve")
-    return png(im)
 
 
 async def hold_attack(base: str, idle: int, slow: int, seconds: float, good_clients: int) -> tuple[dict, dict]:
