@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("uvicorn.error")
@@ -70,8 +71,9 @@ class GuardedH11Protocol(H11Protocol):
         self._wait()
 
     def data_received(self, data: bytes) -> None:
-        self._got_bytes = True
         super().data_received(data)
+        if self in self.waiting:  # part of a new request's head? (not the rest of a refused body)
+            self._got_bytes = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
 
     def handle_events(self) -> None:
         super().handle_events()

@@ -128,8 +128,10 @@ async def read_body(request, limit: int, body: Body, limits: ConnectionLimits) -
     from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length", "")
+    # 413s keep the connection: the client may still be sending, and would see a reset instead
+    # of the answer; the rest of its body is read and dropped (for at most --head-timeout).
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}", close=True)
+        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     loop = asyncio.get_running_loop()
     start = loop.time()
     stream = request.stream().__aiter__()
@@ -145,7 +147,7 @@ async def read_body(request, limit: int, body: Body, limits: ConnectionLimits) -
         except ClientDisconnect:
             raise ClientGone(f"{body.size:,} of {declared or '?'} bytes") from None
         if body.size + len(chunk) > limit:
-            raise ApiError(413, f"the upload is larger than the limit of {limit:,} bytes", close=True)
+            raise ApiError(413, f"the upload is larger than the limit of {limit:,} bytes")
         body.write(chunk)
 
 
