@@ -169,3 +169,15 @@ def test_fuzzed_checkpoint_metadata(files, meta):
 @given(meta=damaged_cards(), raw=st.one_of(st.none(), st.text(max_size=40)))
 def test_fuzzed_onnx_metadata(files, meta, raw):
     outcome(write(files, ".onnx", meta, raw_text=raw, name="fuzz"))
+
+
+def test_serve_refuses_a_std_0_checkpoint_before_listening(files, capsys):
+    pytest.importorskip("uvicorn")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["serve", "--port", str(port), "--checkpoint", str(write(files, ".pt", card(std=0)))]) == 2
+    err = capsys.readouterr().err
+    assert "std is 0" in err and "Traceback" not in err and "Uvicorn running" not in err
