@@ -111,8 +111,8 @@ def hold(base: str, kind: str, n: int, seconds: float) -> str:
             break
         socks.append(s)
         if kind == "slow body":
-            s.sendall(f"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n"
-                      f"content-length: 100000\r\n\r\n".encode())
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n"
+                      b"content-length: 100000\r\n\r\n")
 
     def trickle():
         header = b"POST /api/predict HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 10_000
@@ -133,7 +133,8 @@ def hold(base: str, kind: str, n: int, seconds: float) -> str:
     stop.set()
     for s in socks:
         s.close()
-    return f"good client: {good['statuses']}, slowest {good['worst_ms']} ms; {left} of {len(socks)} still open after {seconds:.0f} s"
+    return (f"good client: {good['statuses']}, slowest {good['worst_ms']} ms; "
+            f"{left} of {len(socks)} still open after {seconds:.0f} s")
 
 
 def disconnects(base: str, n: int = 20) -> None:

@@ -270,7 +270,8 @@ def test_a_photo_with_no_ink_says_so(page, tmp_path):
     page.set_input_files("#file", str(tmp_path / "blank.jpg"))
     wait_for_answer_after(page, before)
     assert shown(page)[1] == "blank"
-    assert "No ink found in this image" in page.inner_text("#detail") and "draw something" not in page.inner_text("#detail")
+    detail = page.inner_text("#detail")
+    assert "No ink found in this image" in detail and "draw something" not in detail
 
 
 def test_errors_are_sentences_and_big_files_are_checked_first(page, tmp_path):

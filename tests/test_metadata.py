@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digitrec.checkpoint import FORMAT, save_checkpoint
+from digitrec.checkpoint import save_checkpoint
 from digitrec.cli.main import main
 from digitrec.errors import CheckpointError
 from digitrec.inference.predictor import Predictor

@@ -11,8 +11,9 @@ eight huge images at once wait for each other instead of taking eight times the 
 JPEGs are decoded at 1/2 .. 1/8 scale by libjpeg where that still leaves WORK_SIZE pixels a
 side; every other format is decoded whole and at once shrunk, within the budget, to at most
 WORK_SIZE a side (by an integer factor a strip of rows at a time, then a box filter), so
-that nothing downstream holds a full-size copy. EXIF orientation is honoured; palette, 16-bit, CMYK and transparency are handled;
-HEIC/HEIF photos are read when pillow-heif is installed (the `heif` extra).
+that nothing downstream holds a full-size copy. EXIF orientation is honoured; palette,
+16-bit, CMYK and transparency are handled; HEIC/HEIF photos are read when pillow-heif is
+installed (the `heif` extra).
 Used by every interface through `preprocess()`; torch-free.
 """
 
