@@ -31,7 +31,13 @@ seed model trained 2 epochs, 97.9% test; --max-concurrency 4, --max-upload 5 MB;
     | torch   | oversized |       64 |      0 |    77 |    290 |    599 |    623 |  349 MiB |
     | onnx    | digits    |    5,000 |      0 |    56 |    448 |  1,541 |  2,738 |  305 MiB |
 
-Idle (model loaded): 254 MiB (torch), 287 MiB (onnx). The server is CPU-bound on
+Idle (model loaded): 254 MiB (torch), 287 MiB (onnx).
+
+Measured 2026-11-24 after issue 13 (same machine; --max-upload 20 MB; `--requests 2000 --hold 60
+--worst-case`): digits p99 1,092 ms at 80 req/s; during 64 idle + 64 slow connections for 60 s,
+canvas PNGs all 200 with p99 41.5 ms for one client, 125 ms for four back to back (CPU-bound);
+8 worst-case images at once in any format: server peak 376-576 MiB, 579 MiB over the whole run
+(main: 3,548 MiB for eight 16-bit PNGs). Tables: docs/notes/issue13-server.md. The server is CPU-bound on
 preprocessing (about 8 ms a digit, 2-3 s a 12 MP photo); the model is not the bottleneck.
 """
 
