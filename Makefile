@@ -26,7 +26,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[serve,onnx,test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[serve,onnx,test,heif]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Debian packages the tests use: Chromium for the browser test, Fashion-MNIST for a real-data test.

@@ -38,6 +38,19 @@ def machine() -> str:
     return line
 
 
+def canvas_png() -> bytes:
+    """What the drawing page sends: dark strokes (a 7) on a transparent 280x280 canvas, PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(im).line([(70, 60), (210, 60), (120, 240)], fill=(17, 17, 17, 255), width=20, joint="curve")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

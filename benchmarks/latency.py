@@ -25,15 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from _common import server
-
-
-def canvas_png() -> bytes:
-    im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-    ImageDraw.Draw(im).line([(70, 60), (210, 60), (120, 240)], fill=(17, 17, 17, 255), width=20, joint="curve")
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
+from _common import canvas_png, server
 
 
 def photo_jpeg() -> bytes:

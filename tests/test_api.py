@@ -135,11 +135,49 @@ def test_page_and_static_files(client):
 
 
 def test_openapi_docs(client):
+    from dataclasses import fields
+
+    from digitrec.inference.predictor import Answer
+
     spec = client.get("/openapi.json").json()
-    body = spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
-    assert {"image/png", "multipart/form-data"} <= set(body)
+    post = spec["paths"]["/api/predict"]["post"]
+    body = post["requestBody"]["content"]
+    assert {"image/png", "multipart/form-data", "application/json"} <= set(body)
+    assert "base64" in body["application/json"]["schema"]["properties"]["image"]["description"]
     assert "/api/health" in spec["paths"]
-    assert client.get("/docs").status_code == 200
+    ref = post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    answer = spec["components"]["schemas"][ref]["properties"]
+    assert {f.name for f in fields(Answer)} | {"classes", "input", "preview", "ms"} == set(answer)
+    assert {"408", "413", "503"} <= set(post["responses"])
+    html = client.get("/docs").text
+    assert "/docs/swagger-ui-bundle.js" in html and "cdn." not in html and "https://" not in html
+
+
+def test_json_bodies_give_the_same_answer(client):
+    data = png("7")
+    raw = client.post("/api/predict", content=data).json()
+    b64 = base64.b64encode(data).decode()
+    for image in (b64, "data:image/png;base64," + b64):
+        a = client.post("/api/predict", json={"image": image}).json()
+        assert a["probabilities"] == raw["probabilities"] and a["preview"] == raw["preview"]
+
+
+def test_health_shares_the_one_size_limit(predictor):
+    from digitrec.inference.decode import MAX_BYTES
+
+    with TestClient(create_app(predictor)) as c:
+        assert c.get("/api/health").json()["max_upload"] == MAX_BYTES == 20_000_000
+
+
+def test_a_box_is_given_in_the_images_pixels(client):
+    im = Image.new("L", (400, 300), 255)
+    im.paste(Image.fromarray(255 - render("1").numpy()).resize((56, 56)), (300, 200))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    a = client.post("/api/predict", content=buf.getvalue()).json()
+    left, top, right, bottom = a["input"]["box"]
+    assert (a["input"]["width"], a["input"]["height"]) == (400, 300)
+    assert 300 <= left < right <= 356 and 200 <= top < bottom <= 256
 
 
 # ----------------------------------------------------------------------------- bad requests
@@ -162,6 +200,13 @@ BAD = {
     "multipart without file": (dict(data={"note": "hi"}, files={"x": ("", b"")}), 400, ""),
     "multipart broken": (dict(content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\ntruncated",
                               headers={"content-type": "multipart/form-data; boundary=xyz"}), 400, "multipart"),
+    "multipart without its closing boundary": (
+        dict(content=b'--xyz\r\ncontent-disposition: form-data; name="file"; filename="a.png"\r\n\r\n' + png(),
+             headers={"content-type": "multipart/form-data; boundary=xyz"}), 400, "closing boundary (--xyz--)"),
+    "JSON without image": (dict(json={"picture": "x"}), 400, "no 'image' string"),
+    "JSON not base64": (dict(json={"image": "%%%"}), 400, "not valid base64"),
+    "JSON data URL not base64": (dict(json={"image": "data:image/png,abc"}), 400, "not base64-encoded"),
+    "JSON broken": (dict(content=b"{", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     "multipart empty file": (dict(files={"file": ("a.png", b"", "image/png")}), 400, "no image"),
     "multipart two files": (dict(files=[("file", ("a.png", png(), "image/png")),
                                         ("file", ("b.png", png(), "image/png"))]), 400, ""),

@@ -19,6 +19,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
 WAIT_MS = 15_000  # longest wait for any one thing the page does
+MAX_UPLOAD = 3_000_000  # the server's limit here, which the page must check before sending
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +60,8 @@ def server(checkpoint):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(Predictor(checkpoint)), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(Predictor(checkpoint), max_upload=MAX_UPLOAD), host="127.0.0.1", port=port,
+                            log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -184,3 +186,127 @@ def test_touch_drawing(page):
     draw_with_touch(page, STROKES["1"])
     wait_for_final_answer(page, before)
     assert shown(page)[0] == "1"
+
+
+# ----------------------------------------------------------------------------- undo, brush, files
+
+
+def photo(digit_strokes=((700, 300), (900, 300), (760, 680)), size=(1200, 900), fmt="JPEG") -> bytes:
+    """A phone-like photo: uneven light paper with noise, a 7 written in blue ink off-centre."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(1)
+    w, h = size
+    paper = 215 + 25 * np.linspace(0, 1, w)[None, :] - 10 * np.linspace(0, 1, h)[:, None]
+    im = Image.fromarray(np.clip(paper + rng.normal(0, 3, (h, w)), 0, 255).astype(np.uint8)).convert("RGB")
+    if digit_strokes:
+        ImageDraw.Draw(im).line(list(digit_strokes), fill=(25, 35, 90), width=34, joint="curve")
+    buf = io.BytesIO()
+    im.save(buf, fmt, quality=88)
+    return buf.getvalue()
+
+
+def wait_for_answer_after(page, before: int) -> None:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while answers(page) <= before or page.get_attribute("body", "data-pending") != "0":
+        if time.monotonic() > deadline:
+            pytest.fail(f"no answer within {WAIT_MS / 1000:.0f} s; the page says {shown(page)}")
+        page.wait_for_timeout(50)
+
+
+def test_undo_with_the_button_and_ctrl_z(page):
+    before = answers(page)
+    draw_with_mouse(page, STROKES["1"])
+    wait_for_final_answer(page, before)
+    assert shown(page)[0] == "1"
+    before = answers(page)
+    draw_with_mouse(page, [[(150, 150), (152, 152)]])  # a stray dot
+    wait_for_final_answer(page, before)
+    before = answers(page)
+    page.keyboard.press("Control+z")  # the dot goes
+    wait_for_final_answer(page, before)
+    assert shown(page)[0] == "1"
+    page.click("#undo")  # the 1 goes: nothing is left
+    assert shown(page) == ("–", "idle") and page.is_disabled("#undo")
+
+
+def test_a_small_brush_for_a_small_digit_in_a_corner(page):
+    page.focus("#brush")
+    for _ in range(20):
+        page.keyboard.press("ArrowLeft")
+    assert page.inner_text("#brush-size") == "6"
+    before = answers(page)
+    draw_with_mouse(page, [[(x / 4 + 20, y / 4 + 20) for x, y in STROKES["7"][0]]])  # a 7 a quarter the size
+    wait_for_final_answer(page, before)
+    assert shown(page)[0] == "7", page.inner_text("#detail")
+
+
+def test_an_uploaded_photo_is_shown_with_the_box_the_model_read(page, tmp_path):
+    (tmp_path / "my-seven.jpg").write_bytes(photo())
+    before = answers(page)
+    page.set_input_files("#file", str(tmp_path / "my-seven.jpg"))
+    wait_for_answer_after(page, before)
+    assert shown(page)[0] == "7", page.inner_text("#detail")
+    assert page.get_attribute("body", "data-mode") == "upload"
+    assert page.is_visible("#upload-image") and page.is_visible("#upload-box")  # over the pad
+    frame, box = page.locator("#upload-frame").bounding_box(), page.locator("#upload-box").bounding_box()
+    # the 7 spans x 700..900 and y 300..680 of 1200x900 (plus the pen's width)
+    assert abs((box["x"] - frame["x"]) / frame["width"] - 683 / 1200) < 0.03
+    assert abs((box["y"] - frame["y"]) / frame["height"] - 283 / 900) < 0.03
+    assert "my-seven.jpg" in page.inner_text("#upload-caption")
+    before = answers(page)
+    draw_with_mouse(page, STROKES["1"])  # drawing leaves the photo and forgets its name
+    wait_for_final_answer(page, before)
+    assert page.get_attribute("body", "data-mode") == "draw" and page.input_value("#file") == ""
+    assert shown(page)[0] == "1"
+
+
+def test_a_photo_with_no_ink_says_so(page, tmp_path):
+    (tmp_path / "blank.jpg").write_bytes(photo(digit_strokes=()))
+    before = answers(page)
+    page.set_input_files("#file", str(tmp_path / "blank.jpg"))
+    wait_for_answer_after(page, before)
+    assert shown(page)[1] == "blank"
+    detail = page.inner_text("#detail")
+    assert "No ink found in this image" in detail and "draw something" not in detail
+
+
+def test_errors_are_sentences_and_big_files_are_checked_first(page, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image at all")
+    page.set_input_files("#file", str(tmp_path / "notes.png"))
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while shown(page)[1] != "error" and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert shown(page)[1] == "error" and "not an image in a supported format" in page.inner_text("#detail")
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if "/api/predict" in r.url else None)
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG" + b"\0" * MAX_UPLOAD)
+    page.set_input_files("#file", str(tmp_path / "huge.png"))
+    assert shown(page)[1] == "error" and "the limit is 3.0 MB" in page.inner_text("#detail")
+    page.wait_for_timeout(300)
+    assert sent == [], "a file over the limit is not uploaded"
+
+
+def _drop_or_paste(page, event: str, data: bytes, name: str, kind: str) -> None:
+    """Fire a drop or paste event carrying one file, as the browser does for a real one."""
+    dt = page.evaluate_handle("""([bytes, name, kind]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], name, { type: kind }));
+        return dt;
+    }""", [list(data), name, kind])
+    if event == "drop":
+        page.dispatch_event("#pad", "drop", {"dataTransfer": dt})
+    else:
+        page.evaluate("(dt) => document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt }))", dt)
+
+
+@pytest.mark.parametrize("event", ["drop", "paste"])
+def test_drop_and_paste_an_image(page, event):
+    before = answers(page)
+    _drop_or_paste(page, event, photo(size=(600, 450), digit_strokes=((300, 120), (420, 120), (330, 360))),
+                   "seven.jpg", "image/jpeg")
+    wait_for_answer_after(page, before)
+    assert shown(page)[0] == "7" and page.get_attribute("body", "data-mode") == "upload"

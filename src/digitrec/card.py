@@ -18,6 +18,7 @@ import numpy as np
 from .errors import CheckpointError
 
 INPUT_SIZE = 28  # every digitrec model reads (B, 1, 28, 28)
+MIN_DIVISOR = 1e-3  # smallest std and temperature a card may hold (MNIST's std is 0.31; T is 0.05 to 20)
 
 
 def normalise(x, mean: float, std: float):
@@ -105,7 +106,7 @@ class _Checker:
         v = float(v)
         if not math.isfinite(v) or v < low or v > high or (low_open and v <= low):
             self(f"{key} is {v!r}; it must be a finite number "
-                 + (f"above {low}" if low_open else f"between {low} and {high}"))
+                 + (f"above {low}" if low_open else f"between {low:g} and {high:g}"))
         return v
 
     def card(self, raw: dict) -> ModelCard:
@@ -125,6 +126,7 @@ class _Checker:
             self(f"input_size is {size!r}; digitrec models read {INPUT_SIZE}x{INPUT_SIZE} images")
         return ModelCard(
             dataset=dataset, classes=tuple(classes),
-            mean=self.number(raw, "mean", high=1.0, low=0.0), std=self.number(raw, "std", low=0.0, low_open=True),
-            temperature=self.number(raw, "temperature", 1.0, low=0.0, low_open=True),
+            # std and temperature divide: near 0 they turn every input into inf and NaN answers.
+            mean=self.number(raw, "mean", high=1.0, low=0.0), std=self.number(raw, "std", low=MIN_DIVISOR, high=10.0),
+            temperature=self.number(raw, "temperature", 1.0, low=MIN_DIVISOR, high=100.0),
             threshold=self.number(raw, "threshold", 0.5, low=0.0, high=1.0), calibrated=calibrated)

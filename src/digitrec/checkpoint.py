@@ -99,8 +99,11 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") not in READABLE:
         raise CheckpointError(f"{path} is not a digitrec checkpoint (no '{FORMAT}' format tag)")
     for key, kind in (("model", dict), ("state_dict", dict), ("meta", dict)):
-        if not isinstance(raw.get(key), kind):
+        if raw.get(key) is None:
             raise CheckpointError(f"{path} is an incomplete digitrec checkpoint (no {key!r})")
+        if not isinstance(raw[key], kind):
+            raise CheckpointError(f"{path} is a damaged digitrec checkpoint: its {key} is "
+                                  f"{type(raw[key]).__name__}, not a JSON object")
     model = raw["model"]
     if not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
         raise CheckpointError(f"{path}: its model entry {str(model)[:80]} does not name a model and its arguments")

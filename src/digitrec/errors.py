@@ -36,7 +36,8 @@ class MissingExtra(DigitrecError, ImportError):
 
 class PreprocessError(DigitrecError):
     """An input that cannot be turned into a model input; `kind` says which way it failed:
-    empty, too_large (bytes), too_many_pixels, unsupported (not an image we decode), damaged."""
+    empty, too_large (bytes), too_many_pixels (or decoded bytes), unsupported (not an image we
+    decode), damaged, busy (the process's decoding budget stayed full: try again)."""
 
     def __init__(self, message: str, kind: str = "damaged"):
         super().__init__(message)
@@ -45,7 +46,7 @@ class PreprocessError(DigitrecError):
 
 # The optional extras of pyproject.toml: what each installs, by import name.
 EXTRAS = {
-    "serve": ("fastapi", "uvicorn", "multipart"),
+    "serve": ("fastapi", "uvicorn", "multipart", "fastapi_offline"),
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "onnxruntime": ("onnxruntime",),  # running an .onnx file needs only this part of the onnx extra
     "heif": ("pillow_heif",),

@@ -11,7 +11,8 @@ def add_arguments(p) -> None:
     data_args(p)
     p.add_argument("--force", action="store_true", help="delete the cached files and fetch them again")
     p.add_argument("--from", dest="source", type=Path, default=None, metavar="FOLDER",
-                   help="take the files from FOLDER first: uncompressed, .gz, or the dataset's archive")
+                   help="take the files from FOLDER first: uncompressed, .gz, or the dataset's archive "
+                        "(default: download them from the dataset's mirrors)")
 
 
 def run(args) -> int:

@@ -1,4 +1,5 @@
-"""`digitrec serve`: the HTTP API and the drawing page (digitrec.serve builds the app)."""
+"""`digitrec serve`: the HTTP API and the drawing page (digitrec.serve builds the app,
+digitrec.connections guards the connections)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ import socket
 from ..errors import UserError, require
 from .options import model_args
 
+LIMITS = ("head_timeout", "body_timeout", "max_connections", "max_idle")
+
 
 def add_arguments(p) -> None:
+    from ..inference.decode import MAX_BYTES
+
     model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--max-upload", type=int, default=5_000_000, help="largest accepted upload in bytes")
+    p.add_argument("--max-upload", type=int, default=MAX_BYTES,
+                   help="largest accepted image in bytes (the page reads it from /api/health)")
     p.add_argument("--max-concurrency", type=int, default=4, help="predictions computed at the same time")
+    p.add_argument("--head-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request's headers before it gets 408")
+    p.add_argument("--body-timeout", type=float, default=20.0,
+                   help="seconds a client has to send an image, plus one for every 500 bytes sent")
+    p.add_argument("--max-connections", type=int, default=1024,
+                   help="open connections; at the limit an idle one is closed to make room, else 503")
+    p.add_argument("--max-idle", type=int, default=256,
+                   help="connections waiting for a request; past this the longest-waiting is closed")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -28,17 +42,30 @@ def _check_port(host: str, port: int) -> None:
                             "choose another --port or --host") from None
 
 
+def _limits(args):
+    from ..connections import ConnectionLimits
+
+    for name in LIMITS:
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, not {getattr(args, name)}")
+    if args.max_upload < 1 or args.max_concurrency < 1:
+        raise UserError("--max-upload and --max-concurrency must be at least 1")
+    return ConnectionLimits(**{name: getattr(args, name) for name in LIMITS})
+
+
 def run(args) -> int:
+    require("serve", "`digitrec serve`")
+    import uvicorn
+
+    from ..connections import guarded_protocol
+    from ..inference.decode import give_freed_memory_back
     from ..inference.predictor import Predictor
     from ..serve import create_app
     from ..util import say
 
-    require("serve", "`digitrec serve`")
-    import uvicorn
-
-    if args.max_upload < 1 or args.max_concurrency < 1:
-        raise UserError("--max-upload and --max-concurrency must be at least 1")
+    limits = _limits(args)
     _check_port(args.host, args.port)
+    give_freed_memory_back()  # before threads start: the decoding budget then bounds the memory
     # A request is one small forward pass; requests run side by side (--max-concurrency).
     # Several intra-op threads per request only wait on each other when cores are busy:
     # 31 ms instead of 0.4 ms per prediction, measured on 2 shared cores. So one thread each,
@@ -48,7 +75,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(1)
-    app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency)
+    app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits)
     predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait
     info = predictor.info()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -56,8 +83,9 @@ def run(args) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     say(f"digitrec: {info['checkpoint']} ({info['dataset']}, {len(predictor.classes)} classes, {info['backend']}) "
         f"on http://{host}:{args.port}/  API docs: http://{host}:{args.port}/docs")
-    # Bodies are read before a prediction slot is free, so memory is bounded by connections x
-    # --max-upload: past 16 connections per slot, uvicorn answers 503 at once.
+    # No limit_concurrency: it answers everyone 503 once that many sockets are open, which is
+    # what let 64 idle clients shut out the rest. connections.py times out and caps idle and
+    # slow connections instead; serve.py bounds the bodies held and the predictions running.
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
-                limit_concurrency=16 * args.max_concurrency)
+                http=guarded_protocol(limits), timeout_keep_alive=limits.keep_alive)
     return 0

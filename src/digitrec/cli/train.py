@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            help=f"{comment} (default: {shown})")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run from RUN_DIR/last.pt")
+                   help="continue an interrupted run from RUN_DIR/last.pt (default: start a new run)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
 

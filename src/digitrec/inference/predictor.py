@@ -79,6 +79,13 @@ class Predictor:
         self.card, self.meta, self.path = self._model.card, self._model.meta, self._model.path
         self.backend, self.device = self._model.name, self._model.device
         self.classes: list[str] = list(self.card.classes)
+        blank = self._model(self.card.normalise(np.zeros((1, 28, 28), np.uint8)))  # (1, C)
+        self.card.check_outputs(blank.shape[-1], str(self.path))
+        if not np.isfinite(blank).all():
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"{self.path}: the model's outputs for a blank image are not finite numbers "
+                                  "(NaN or infinite weights); the file is damaged, train or export it again")
         if not self.card.calibrated:
             say(f"warning: {self.path} carries no calibration (is it a last.pt?); using temperature 1 "
                 "and an `unsure` threshold of 0.5. The run's best.pt is calibrated.")

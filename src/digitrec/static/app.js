@@ -1,21 +1,25 @@
 // digitrec drawing page: strokes on a transparent canvas are sent as a PNG to /api/predict,
-// which preprocesses them like any other image. Class names come from /api/health.
+// which preprocesses them like any other image; a file (chosen, dropped or pasted) is sent as
+// it is, and shown with the box of ink the server found. Class names and the size limit come
+// from /api/health. Hooks for tests and later additions: document.body.dataset.ready,
+// .pending, .answers, .status and .mode ("draw" or "upload").
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const ctx = pad.getContext("2d");
-const LINE = pad.width / 14; // stroke width: MNIST strokes are about 1/10 of a digit's height
 const THROTTLE_MS = 150; // at most one request per this while drawing
 
 let classes = [];
 let bars = [];
-let stroke = null; // {id, x, y} while a pointer draws
-let hasInk = false;
+let maxUpload = 0; // bytes; from /api/health, the same limit as the API's and the CLI's
+let strokes = []; // [{width, points: [{x, y}]}]: what is drawn, for undo
+let stroke = null; // the stroke a pointer is drawing, with its pointer id
 let timer = null;
 let busy = false;
 let again = false;
-let generation = 0; // bumped by Clear, so late answers for an old drawing are dropped
+let generation = 0; // bumped by Clear, Undo and uploads, so late answers for old input are dropped
+let uploadUrl = null;
 
 function setMessage(label, status, detail) {
   $("label").textContent = label;
@@ -27,6 +31,10 @@ function setMessage(label, status, detail) {
 
 function pct(p) {
   return p < 0.001 ? "<0.1%" : (100 * p).toFixed(1) + "%";
+}
+
+function megabytes(n) {
+  return (n / 1e6).toFixed(n < 1e7 ? 1 : 0) + " MB";
 }
 
 function buildBars() {
@@ -69,9 +77,11 @@ function showBars(probabilities) {
   });
 }
 
-function showAnswer(a) {
+function showAnswer(a, fromFile) {
   if (a.status === "blank") {
-    setMessage("–", "blank", "No ink found: draw something.");
+    setMessage("–", "blank", fromFile
+      ? "No ink found in this image: it looks empty or too faint. Try a photo with darker, larger writing."
+      : "No ink found: draw something.");
   } else {
     const others = a.top.slice(1, 3).map((t) => `${t.label} ${pct(t.probability)}`).join(", ");
     const detail = a.status === "unsure"
@@ -81,23 +91,36 @@ function showAnswer(a) {
   }
   showBars(a.status === "blank" ? null : a.probabilities);
   if (a.preview) $("preview").src = "data:image/png;base64," + a.preview;
+  if (fromFile) showBox(a.input);
   document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
 }
 
-async function send(body) {
+// The server's error as a sentence: its JSON detail, or what the status line says.
+async function errorText(r) {
+  let detail = "";
+  try {
+    const body = await r.json();
+    detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch (err) { /* not JSON: a proxy's page, say */ }
+  const sentence = detail || `the server answered ${r.status} ${r.statusText || ""}`.trim();
+  return sentence.charAt(0).toUpperCase() + sentence.slice(1) + (/[.!?]$/.test(sentence) ? "" : ".");
+}
+
+async function send(body, fromFile) {
   const mine = generation;
   try {
     const r = await fetch("/api/predict?top_k=3", { method: "POST", body,
       headers: { "Content-Type": body.type || "application/octet-stream" } });
-    const a = await r.json();
     if (mine !== generation) return;
     if (!r.ok) {
-      setMessage("!", "error", a.detail || `the server answered ${r.status}`);
+      const text = await errorText(r);
+      if (mine === generation) setMessage("!", "error", text);
       return;
     }
-    showAnswer(a);
+    const a = await r.json();
+    if (mine === generation) showAnswer(a, fromFile);
   } catch (err) {
-    if (mine === generation) setMessage("!", "error", `no answer from the server (${err.message})`);
+    if (mine === generation) setMessage("!", "error", `No answer from the server (${err.message}).`);
   }
 }
 
@@ -109,18 +132,18 @@ function canvasBlob() {
 async function predictNow() {
   clearTimeout(timer);
   timer = null;
-  if (!hasInk) return settled();
+  if (!strokes.length) return settled();
   if (busy) { again = true; return; }
   busy = true;
   try {
-    await send(await canvasBlob());
+    await send(await canvasBlob(), false);
   } finally {
     busy = false;
     if (again) { again = false; predictNow(); } else settled();
   }
 }
 
-// data-pending tells tests (and styles) whether an answer for the latest strokes is on its way.
+// data-pending tells tests (and styles) whether an answer for the latest input is on its way.
 function settled() {
   if (timer === null && !busy) document.body.dataset.pending = "0";
 }
@@ -130,26 +153,43 @@ function predictSoon() {
   if (timer === null) timer = setTimeout(predictNow, THROTTLE_MS);
 }
 
+// ----------------------------------------------------------------------------- drawing
+
 function point(e) {
   const r = pad.getBoundingClientRect();
   return { x: (e.clientX - r.left) * (pad.width / r.width), y: (e.clientY - r.top) * (pad.height / r.height) };
 }
 
-function segment(a, b) {
+function segment(width, a, b) {
+  ctx.lineWidth = width;
   ctx.beginPath();
   ctx.moveTo(a.x, a.y);
   ctx.lineTo(b.x + 0.01, b.y); // a zero-length line would draw nothing: a click makes a dot
   ctx.stroke();
 }
 
+function redraw() {
+  ctx.clearRect(0, 0, pad.width, pad.height);
+  for (const s of strokes) {
+    s.points.forEach((p, i) => segment(s.width, s.points[Math.max(0, i - 1)], p));
+  }
+  $("undo").disabled = strokes.length === 0;
+}
+
+function brushWidth() {
+  return Number($("brush").value);
+}
+
 pad.addEventListener("pointerdown", (e) => {
   if (e.pointerType === "mouse" && e.button !== 0) return;
   e.preventDefault();
   try { pad.setPointerCapture(e.pointerId); } catch (err) { /* synthetic events have no capture */ }
+  if (document.body.dataset.mode === "upload") leaveUpload();
   const p = point(e);
-  stroke = { id: e.pointerId, ...p };
-  segment(p, p);
-  hasInk = true;
+  stroke = { id: e.pointerId, width: brushWidth(), points: [p] };
+  strokes.push({ width: stroke.width, points: stroke.points });
+  segment(stroke.width, p, p);
+  $("undo").disabled = false;
   predictSoon();
 });
 
@@ -159,9 +199,8 @@ pad.addEventListener("pointermove", (e) => {
   const events = e.getCoalescedEvents ? e.getCoalescedEvents() : [e];
   for (const ev of events.length ? events : [e]) {
     const p = point(ev);
-    segment(stroke, p);
-    stroke.x = p.x;
-    stroke.y = p.y;
+    segment(stroke.width, stroke.points[stroke.points.length - 1], p);
+    stroke.points.push(p);
   }
   predictSoon();
 });
@@ -175,49 +214,154 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 pad.addEventListener("lostpointercapture", endStroke);
 
+function idle() {
+  $("preview").removeAttribute("src");
+  showBars(null);
+  setMessage("–", "idle", `Draw one ${noun()} in the box.`);
+}
+
 function clearPad() {
   generation += 1;
   clearTimeout(timer);
   timer = null;
   again = false;
-  ctx.clearRect(0, 0, pad.width, pad.height);
-  hasInk = false;
+  strokes = [];
+  stroke = null;
+  redraw();
+  leaveUpload();
   settled();
-  $("preview").removeAttribute("src");
-  showBars(null);
-  setMessage("–", "idle", `Draw one ${noun()} in the box.`);
+  idle();
+}
+
+function undo() {
+  if (document.body.dataset.mode === "upload" || !strokes.length) return;
+  generation += 1;
+  strokes.pop();
+  stroke = null;
+  redraw();
+  if (strokes.length) predictSoon(); else { settled(); idle(); }
 }
 
 function noun() {
   return classes.length && classes.every((c) => /^[0-9]$/.test(c)) ? "digit" : "character";
 }
 
+// ----------------------------------------------------------------------------- files
+
+function leaveUpload() {
+  $("upload").hidden = true;
+  $("upload-box").hidden = true;
+  $("upload-caption").hidden = true;
+  $("file").value = ""; // the name of a file no longer shown would mislead
+  if (uploadUrl) { URL.revokeObjectURL(uploadUrl); uploadUrl = null; }
+  document.body.dataset.mode = "draw";
+}
+
+function sendFile(f) {
+  if (!f) return;
+  generation += 1;
+  strokes = [];
+  redraw();
+  if (maxUpload && f.size > maxUpload) {
+    leaveUpload();
+    setMessage("!", "error", `${f.name || "This image"} is ${megabytes(f.size)}; the limit is ${megabytes(maxUpload)}. ` +
+      "Send a smaller image (most phones can share a smaller size).");
+    return;
+  }
+  if (!f.size) { setMessage("!", "error", `${f.name || "The file"} is empty.`); return; }
+  document.body.dataset.mode = "upload";
+  $("upload").hidden = false; // over the pad; drawing on it goes back to drawing
+  $("upload-box").hidden = true;
+  $("upload-caption").hidden = false;
+  $("upload-frame").style.width = "";
+  $("upload-frame").style.aspectRatio = "";
+  if (uploadUrl) URL.revokeObjectURL(uploadUrl);
+  uploadUrl = URL.createObjectURL(f);
+  $("upload-image").src = uploadUrl;
+  $("upload-caption").textContent = `${f.name || "pasted image"}, ${megabytes(f.size)}`;
+  setMessage("…", "pending", "Reading the image…");
+  document.body.dataset.pending = "1";
+  send(f, true).finally(() => { document.body.dataset.pending = "0"; });
+}
+
+// The box of ink the server found, over the image, in percent of the image's own size.
+function showBox(input) {
+  const frame = $("upload-frame"); // the image's own shape, as large as fits the square
+  frame.style.aspectRatio = `${input.width} / ${input.height}`;
+  frame.style.width = `min(100%, ${(100 * input.width / input.height).toFixed(2)}cqw)`;
+  const box = $("upload-box");
+  if (!input.box) { box.hidden = true; return; }
+  const [left, top, right, bottom] = input.box;
+  box.style.left = (100 * left / input.width) + "%";
+  box.style.top = (100 * top / input.height) + "%";
+  box.style.width = (100 * (right - left) / input.width) + "%";
+  box.style.height = (100 * (bottom - top) / input.height) + "%";
+  box.hidden = false;
+  $("upload-caption").textContent += ` — ${input.width}×${input.height} px, ${input.format || "image"}; ` +
+    "the box is the ink the model read. Draw in the square to go back to drawing.";
+}
+
+function imageIn(items) {
+  for (const item of items || []) {
+    const f = item.getAsFile ? (item.kind === "file" ? item.getAsFile() : null) : item;
+    if (f && (f.type.startsWith("image/") || /\.(heic|heif)$/i.test(f.name || ""))) return f;
+  }
+  return null;
+}
+
+$("file").addEventListener("change", () => sendFile($("file").files[0]));
+$("upload-image").addEventListener("error", () => {
+  $("upload-image").removeAttribute("src"); // e.g. HEIC, which browsers do not show: the box stays
+  $("upload-frame").classList.add("unshown");
+});
+$("upload-image").addEventListener("load", () => $("upload-frame").classList.remove("unshown"));
+
+document.addEventListener("paste", (e) => {
+  const f = imageIn(e.clipboardData && e.clipboardData.items);
+  if (f) { e.preventDefault(); sendFile(f); }
+});
+document.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  $("drop-hint").hidden = false;
+});
+document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) $("drop-hint").hidden = true; });
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  $("drop-hint").hidden = true;
+  const f = imageIn(e.dataTransfer && e.dataTransfer.files);
+  if (f) sendFile(f);
+  else setMessage("!", "error", "That is not an image file.");
+});
+
 $("clear").addEventListener("click", clearPad);
-document.addEventListener("keydown", (e) => { if (e.key === "Escape") clearPad(); });
-$("file").addEventListener("change", () => {
-  const f = $("file").files[0];
-  if (f) { generation += 1; send(f); }
+$("undo").addEventListener("click", undo);
+$("brush").addEventListener("input", () => { $("brush-size").textContent = $("brush").value; });
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") clearPad();
+  else if ((e.ctrlKey || e.metaKey) && !e.shiftKey && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); }
 });
 
 async function start() {
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
   ctx.strokeStyle = "#111";
-  ctx.lineWidth = LINE;
+  document.body.dataset.mode = "draw";
   try {
     const r = await fetch("/api/health");
+    if (!r.ok) throw new Error(await errorText(r));
     const h = await r.json();
     classes = h.classes;
+    maxUpload = h.max_upload || 0;
     $("model").textContent = `${h.model || "model"} trained on ${h.dataset}, ${classes.length} classes` +
       (h.test_accuracy ? `, ${(100 * h.test_accuracy).toFixed(2)}% test accuracy` : "");
+    if (maxUpload) $("limit").textContent = `up to ${megabytes(maxUpload)}; PNG, JPEG, HEIC, WebP, GIF, BMP, TIFF`;
   } catch (err) {
     $("model").textContent = `the server did not answer (${err.message})`;
     return;
   }
   for (const el of document.querySelectorAll(".noun")) el.textContent = noun();
   buildBars();
-  showBars(null);
-  setMessage("–", "idle", `Draw one ${noun()} in the box.`);
+  idle();
   document.body.dataset.ready = "1";
 }
 

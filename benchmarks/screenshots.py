@@ -1,0 +1,95 @@
+"""The README's screenshots of the page, from a real `digitrec serve` (the packaged model) in
+Debian's headless Chromium: docs/canvas.png (a digit drawn with the mouse) and docs/upload.png
+(a photo of a handwritten digit, with the box of ink the model read).
+
+    python benchmarks/screenshots.py [--out docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from _common import server
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+THREE = [[(95, 70), (140, 52), (185, 70), (185, 110), (140, 135)], [(140, 135), (190, 160), (190, 210),
+                                                                     (140, 232), (92, 215)]]
+
+
+def photo() -> bytes:
+    """A phone photo of a 4 written with a felt pen on lined paper, lit from one side."""
+    rng = np.random.default_rng(3)
+    w, h = 1600, 1200
+    light = 200 + 40 * np.linspace(1, 0, w)[None, :] * np.linspace(0.8, 1, h)[:, None]
+    paper = np.stack([light, light * 0.98, light * 0.93], -1) + rng.normal(0, 2.5, (h, w, 1))
+    im = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    for y in range(90, h, 95):  # ruled lines
+        d.line([(0, y), (w, y)], fill=(150, 170, 205), width=3)
+    ink = (30, 32, 70)
+    d.line([(1010, 330), (900, 690), (1190, 680)], fill=ink, width=30, joint="curve")
+    d.line([(1120, 450), (1105, 930)], fill=ink, width=30, joint="curve")
+    im = im.filter(ImageFilter.GaussianBlur(1.2))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def wait(page, attr: str, value: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while page.get_attribute("body", attr) != value:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the page did not reach {attr}={value}")
+        page.wait_for_timeout(50)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
+    args = p.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    with server() as (base, _, health), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 820, "height": 640})
+        page.goto(base + "/")
+        wait(page, "data-ready", "1")
+        box = page.locator("#pad").bounding_box()
+        for stroke in THREE:
+            page.mouse.move(box["x"] + stroke[0][0] * box["width"] / 280, box["y"] + stroke[0][1] * box["height"] / 280)
+            page.mouse.down()
+            for x, y in stroke[1:]:
+                page.mouse.move(box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280, steps=6)
+            page.mouse.up()
+        page.wait_for_timeout(600)
+        wait(page, "data-pending", "0")
+        print("drawn:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
+        page.screenshot(path=str(args.out / "canvas.png"), full_page=True)
+        page.click("#clear")
+        path = args.out / "my-four.jpg"
+        path.write_bytes(photo())
+        try:
+            page.set_input_files("#file", str(path))
+            page.wait_for_timeout(300)
+            wait(page, "data-pending", "0")
+            page.wait_for_timeout(300)
+        finally:
+            path.unlink()
+        print("photo:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
+        page.screenshot(path=str(args.out / "upload.png"), full_page=True)
+        browser.close()
+    print(f"wrote {args.out / 'canvas.png'} and {args.out / 'upload.png'} ({health['checkpoint']}, "
+          f"{health.get('test_accuracy')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
