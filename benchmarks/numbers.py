@@ -18,11 +18,16 @@ and the share answered `unsure`; then, for 4-digit numbers, the same by overlap.
 
 from __future__ import annotations
 
+import sys
+
+# This file's folder comes first on the path when it runs as a script, and this file's name
+# would then hide the standard library's `numbers` (which numpy imports): look there last.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path

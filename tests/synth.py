@@ -52,3 +52,42 @@ def make_idx_folder(path: Path, n_train: int = 600, n_test: int = 200, num_class
     info.update(meta or {})
     (path / "dataset.json").write_text(json.dumps(info))
     return path
+
+
+# Digits as a pen draws them: strokes in a unit box (x right, y down), one list per stroke.
+STROKES = {
+    "0": [[(0.5, 0.0), (0.12, 0.2), (0.05, 0.55), (0.2, 0.9), (0.5, 1.0), (0.82, 0.85), (0.95, 0.45),
+           (0.8, 0.1), (0.5, 0.0)]],
+    "1": [[(0.35, 0.15), (0.6, 0.0), (0.6, 1.0)]],
+    "2": [[(0.1, 0.25), (0.35, 0.02), (0.72, 0.05), (0.85, 0.3), (0.55, 0.62), (0.08, 1.0), (0.95, 0.98)]],
+    "3": [[(0.1, 0.08), (0.7, 0.02), (0.85, 0.25), (0.4, 0.47), (0.88, 0.68), (0.75, 0.95), (0.1, 0.95)]],
+    "4": [[(0.55, 0.0), (0.05, 0.68), (0.5, 0.68)], [(0.8, 0.3), (0.8, 1.0)]],  # two strokes, apart
+    "5": [[(0.9, 0.0), (0.25, 0.0)],  # the bar, drawn apart
+          [(0.22, 0.12), (0.15, 0.48), (0.6, 0.4), (0.9, 0.65), (0.72, 0.95), (0.1, 0.9)]],
+    "6": [[(0.8, 0.02), (0.3, 0.3), (0.1, 0.7), (0.35, 1.0), (0.75, 0.9), (0.8, 0.6), (0.4, 0.5), (0.12, 0.7)]],
+    "7": [[(0.05, 0.05), (0.95, 0.05), (0.4, 1.0)]],
+    "8": [[(0.85, 0.15), (0.5, 0.0), (0.15, 0.18), (0.5, 0.48), (0.88, 0.75), (0.5, 1.0), (0.1, 0.75),
+           (0.5, 0.48), (0.85, 0.15)]],
+    "9": [[(0.88, 0.3), (0.5, 0.5), (0.12, 0.3), (0.45, 0.02), (0.85, 0.15), (0.85, 0.55), (0.75, 1.0)]],
+}
+
+
+def draw_text(lines: list[str], height: int = 120, gap: float = 0.45, pen: float = 0.11,
+              width: float = 0.62, margin: int = 60) -> "Image.Image":
+    """Dark strokes on white: each string a line of digits drawn with STROKES, `gap` (in units of a
+    digit's width) between neighbours (negative: overlapping), lines one and a half heights apart."""
+    from PIL import Image, ImageDraw
+
+    w = int(width * height)
+    longest = max(len(t) for t in lines)
+    size = (2 * margin + longest * w + max(longest - 1, 0) * int(gap * w), 2 * margin + height * (3 * len(lines) - 1) // 2)
+    im = Image.new("L", size, 255)
+    d = ImageDraw.Draw(im)
+    for row, text in enumerate(lines):
+        y0 = margin + row * height * 3 // 2
+        for k, ch in enumerate(text):
+            x0 = margin + k * (w + int(gap * w))
+            for stroke in STROKES[ch]:
+                d.line([(x0 + x * w, y0 + y * height) for x, y in stroke], fill=20, width=int(pen * height),
+                       joint="curve")
+    return im

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import evaluate, export, fetch, finetune, importer, predict, serve, train
+from . import evaluate, export, fetch, finetune, importer, predict, read, serve, train
 from .options import Formatter, add_command
 
 COMMANDS = (
@@ -15,6 +15,7 @@ COMMANDS = (
     ("train", "train a model into a run folder", train),
     ("evaluate", "reload checkpoints, score them on the test set, write the report", evaluate),
     ("predict", "recognise the character in image files or folders", predict),
+    ("read", "read every character in images: whole numbers, codes, several lines", read),
     ("serve", "HTTP API and drawing canvas on http://127.0.0.1:8000", serve),
     ("export", "export a checkpoint for other runtimes", export),
     ("import", "add labelled images (class folders or a CSV) to a corrections folder", importer),

@@ -136,3 +136,103 @@ def overlay_original(original: Image.Image, image: np.ndarray, sal: np.ndarray, 
     region = base[t : t + h, l : l + w]
     base[t : t + h, l : l + w] = _blend(region, colour[: region.shape[0], : region.shape[1]])
     return _png(base)
+
+
+# ----------------------------------------------------------------------------- answers explained
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _caption(im: Image.Image, text: str, height: int = 22) -> Image.Image:
+    from PIL import ImageDraw
+
+    out = Image.new("RGB", (im.width, im.height + height), "white")
+    out.paste(im, (0, height))
+    ImageDraw.Draw(out).text((4, 3), text, fill=(30, 30, 30), font=_font(height - 6))
+    return out
+
+
+def _side_by_side(images: list[Image.Image], gap: int = 8) -> bytes:
+    h = max(im.height for im in images)
+    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1), h), "white")
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + gap
+    buf = io.BytesIO()
+    out.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _open_png(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def explain_answer(original: Image.Image, image: np.ndarray, box, answer, predictor) -> dict:
+    """Saliency of an answer's label and of the runner-up: {label, runner_up, input_png (the
+    28x28 input, for the label), runner_up_png, image_png (over the original image)} with PNG bytes."""
+    classes = [predictor.classes.index(t["label"]) for t in answer.top[:2]] if answer.top else []
+    if answer.status == "blank" or not classes:
+        return {}
+    if len(classes) == 1:
+        classes.append(classes[0])
+    sal = saliency(predictor.probabilities, image, classes)
+    return {"label": predictor.classes[classes[0]], "runner_up": predictor.classes[classes[1]],
+            "input_png": overlay_input(image, sal[0]), "runner_up_png": overlay_input(image, sal[1]),
+            "image_png": overlay_original(original, image, sal[0], box)}
+
+
+def explanation_picture(original: Image.Image, image: np.ndarray, box, answer, predictor) -> bytes:
+    """One PNG for a person: the original image with the evidence for the answer laid over what
+    was read, and the model's input showing why it is this label and why not the runner-up."""
+    got = explain_answer(original, image, box, answer, predictor)
+    if not got:
+        return _side_by_side([_caption(original.convert("RGB"), "no ink found")])
+    side = [_caption(_open_png(got["image_png"]), f"read as {got['label']} ({100 * answer.confidence:.1f}%)"),
+            _caption(_open_png(got["input_png"]), f"why {got['label']}"),
+            _caption(_open_png(got["runner_up_png"]), f"why not {got['runner_up']}")]
+    return _side_by_side(side)
+
+
+def explain_reading(source, reading, predictor) -> bytes:
+    """One PNG for a whole reading: the original image with each character's evidence for its
+    label over its box, and the label above the box."""
+    from PIL import ImageDraw
+
+    from .decode import decode
+
+    original = decode(source)[0].convert("RGB")
+    k = min(1.0, 1024 / max(original.size))
+    if k < 1:
+        original = original.resize((round(original.width * k), round(original.height * k)), Image.Resampling.BOX)
+    base = np.asarray(original, np.float32) / 255
+    sals = [saliency(predictor.probabilities, c.image, [predictor.classes.index(c.answer.label)])[0]
+            if c.answer.label is not None else np.zeros((28, 28), np.float32) for c in reading.characters]
+    scale = max([float(np.abs(s).max()) for s in sals] + [1e-9])
+    for c, sal in zip(reading.characters, sals):
+        inner = input_box(c.image)
+        l, t, r, b = (round(v * k) for v in c.box)
+        if inner is None or r <= l or b <= t:
+            continue
+        crop = sal[inner[1] : inner[3], inner[0] : inner[2]]
+        patch = np.asarray(Image.fromarray(crop, "F").resize((r - l, b - t), Image.Resampling.BILINEAR))
+        base[t:b, l:r] = _blend(base[t:b, l:r], heat(patch, scale)[: b - t, : r - l])
+    im = Image.fromarray(np.round(base * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    font = _font(max(12, min(32, int(0.25 * (reading.characters[0].box[3] - reading.characters[0].box[1]) * k)))
+                 if reading.characters else 14)
+    for c in reading.characters:
+        l, t, r, _ = (round(v * k) for v in c.box)
+        draw.rectangle((l, t, r, round(c.box[3] * k)), outline=(47, 111, 223), width=2)
+        draw.text((l + 2, max(0, t - font.size - 2) if hasattr(font, "size") else t), c.answer.label or "?",
+                  fill=(200, 30, 30) if c.answer.status != "ok" else (30, 90, 200), font=font)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()

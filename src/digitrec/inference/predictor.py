@@ -7,8 +7,8 @@ validation split), the top label and a status a person can act on:
     blank   the image holds no ink; there is nothing to recognise (label is None)
 
 `Answer` is built in one place (`Predictor.predict`) and written in one place for each
-format: JSON (`to_json`, which the API and the page read), CSV (`csv_header`, `csv_row`) and
-text (`text`). A new field added to `Answer` reaches all of them.
+format: JSON (`to_json`, which the API and the page read), CSV (`csv_header`, `csv_rows`) and
+text (`describe`). A new field added to `Answer` reaches all of them.
 """
 
 from __future__ import annotations
@@ -40,19 +40,22 @@ class Answer:
     def csv_header(classes) -> list[str]:
         return [f.name for f in fields(Answer) if f.name not in _TABLE] + list(classes)
 
-    def csv_row(self) -> list[str]:
-        """Single values as text (floats to 6 places, None empty), then every class probability."""
-        def cell(v) -> str:
-            return "" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v)
+    def csv_rows(self) -> list[list[str]]:
+        """One row: single values as text (floats to 6 places, None empty), then every class probability."""
+        return [[cell(getattr(self, f.name)) for f in fields(self) if f.name not in _TABLE] + [
+            f"{p:.6f}" for p in self.probabilities.values()]]
 
-        return [cell(getattr(self, f.name)) for f in fields(self) if f.name not in _TABLE] + [
-            f"{p:.6f}" for p in self.probabilities.values()]
-
-    def text(self) -> str:
+    def describe(self) -> str:
+        """One line for people: the label and the best guesses, or why there is none."""
         if self.status == "blank":
             return "blank (no ink found)"
         guesses = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in self.top)
         return f"{self.label}  ({guesses})" + ("  [unsure]" if self.status == "unsure" else "")
+
+
+def cell(v) -> str:
+    """A single value as a CSV cell: floats to 6 places, None empty."""
+    return "" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -6,10 +6,10 @@ go through the model in one batch. Nothing here assumes digits: a letters model 
 
     pieces      8-connected components of the ink; specks (a sliver of the largest piece's
                 ink) are noise
-    characters  pieces whose columns mostly overlap are one character (the separate top bar
-                of a 5, a 4 or a 7 drawn in two strokes, a pencil stroke broken in two)
-    lines       characters whose rows overlap are one line; lines top to bottom, characters
-                left to right
+    lines       pieces whose rows overlap are one line; lines top to bottom
+    characters  in a line, pieces whose columns mostly overlap are one character (the separate
+                top bar of a 5, a 4 or a 7 drawn in two strokes), and a small piece right beside
+                a character joins it (a pencil stroke broken in two); left to right
     touching    a character much wider than its line is tall may be several that touch:
                 candidate cuts at the valleys of its column profile, each split scored by how
                 confidently the model reads the parts, against reading it whole
@@ -21,17 +21,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .predictor import Answer, Predictor
+from .predictor import Answer, Predictor, cell
 from .decode import MAX_BYTES, MAX_PIXELS, decode, luminance, to_pixels
 from .preprocess import EDGE, fit, ink_map, thicken
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (right and bottom exclusive)
 SPECK = 0.04  # pieces with less ink than this share of the largest piece's are noise
 MERGE = 0.5  # pieces sharing this share of the narrower one's columns are one character
-WIDE = 0.6  # a character wider than this times its line's height may be several that touch
-CUTS = 6  # valleys of the column profile tried as cuts, per wide character
-MAX_PARTS = 4  # most characters one wide blob is split into
-SPLIT_GAIN = 0.0  # a split must read at least this much more confidently (log-probability) than reading whole
+WIDE = 0.6  # a piece wider than this times its line's height may be several characters that touch
+CUTS = 6  # valleys of the column profile tried as cuts, per wide piece
+MAX_WIDTH = 1.6  # no character is wider than this times its line's height
+JOIN_GAP = 0.12  # pieces further apart than this times the line's height are never one character
+SEGMENT_COST = 2.0  # taken from every character's score: a reading prefers fewer characters...
+JOIN_COST = 1.0  # ...but not by joining separate pieces (each gap joined costs this)...
+CUT_COST = 1.0  # ...and not by cutting through ink (each cut costs this)
 
 
 @dataclass
@@ -64,6 +67,31 @@ class Reading:
         return {"text": self.text, "status": self.status, "confidence": self.confidence,
                 "lines": self.lines, "characters": [c.to_json() for c in self.characters],
                 "input": {"width": self.size[0], "height": self.size[1]}}
+
+    @staticmethod
+    def csv_header(classes) -> list[str]:
+        """One row per character: the reading's columns, then the character's (its Answer's)."""
+        return ["status", "text", "confidence", "line", "position", "left", "top", "right", "bottom",
+                *(f"char_{name}" for name in Answer.csv_header(()) ), *classes]
+
+    def csv_rows(self) -> list[list[str]]:
+        whole = [self.status, self.text, cell(self.confidence)]
+        if not self.characters:
+            return [whole + [""] * 6 + [""] * (len(Answer.csv_header(())))]
+        rows, at = [], 0
+        for line, n in enumerate(self.lines):
+            for pos, c in enumerate(self.characters[at : at + n]):
+                rows.append(whole + [str(line), str(pos), *map(str, c.box), *c.answer.csv_rows()[0]])
+            at += n
+        return rows
+
+    def describe(self) -> str:
+        """One line for people: the text (lines joined by " / "), its status and confidence."""
+        if self.status == "blank":
+            return "blank (no ink found)"
+        flag = "  [unsure: " + ", ".join(f"{c.answer.label} at {i + 1}" for i, c in enumerate(self.characters)
+                                        if c.answer.status != "ok") + "]" if self.status == "unsure" else ""
+        return f"{self.text.replace(chr(10), ' / ')}  ({100 * self.confidence:.1f}%){flag}"
 
 
 # ----------------------------------------------------------------------------- finding characters
@@ -102,42 +130,55 @@ def _shared_columns(a: Box, b: Box) -> float:
     return max(overlap, 0) / max(min(a[2] - a[0], b[2] - b[0]), 1)
 
 
-def characters(found: list[Piece]) -> list[Piece]:
-    """Pieces whose columns mostly overlap, and that are not a line apart, merged into one."""
-    chars = sorted(found, key=lambda p: -p.mass)
+def lines(found: list[Piece]) -> list[list[Piece]]:
+    """Pieces grouped into lines: a piece joins the line whose rows hold at least half of its
+    own; lines top to bottom."""
+    rows: list[list[Piece]] = []
+    for c in sorted(found, key=lambda p: -(p.box[3] - p.box[1])):  # the tallest first: they set the bands
+        t, b = c.box[1], c.box[3]
+        for row in rows:
+            rt, rb = min(p.box[1] for p in row), max(p.box[3] for p in row)
+            if min(b, rb) - max(t, rt) >= 0.5 * (b - t):
+                row.append(c)
+                break
+        else:
+            rows.append([c])
+    return sorted(rows, key=lambda row: min(p.box[1] for p in row))
+
+
+def line_height(row: list[Piece]) -> float:
+    """The height of a line's characters: that of its tallest pieces, not of its specks."""
+    return float(np.percentile([p.box[3] - p.box[1] for p in row], 75))
+
+
+def characters(row: list[Piece]) -> list[Piece]:
+    """A line's pieces merged into characters, left to right: pieces sharing most of the narrower
+    one's columns are one character (in a line, characters stand side by side, never stacked);
+    a small piece right beside a character joins it (a stroke broken by the pen)."""
+    height = line_height(row)
+    chars = sorted(row, key=lambda p: -p.mass)
     merged = True
     while merged:
         merged = False
         for i in range(len(chars)):
             for j in range(i + 1, len(chars)):
-                a, b = chars[i].box, chars[j].box
-                height = max(a[3] - a[1], b[3] - b[1])
-                gap = max(a[1], b[1]) - min(a[3], b[3])  # rows between them (negative: they overlap)
-                if _shared_columns(a, b) >= MERGE and gap < 0.35 * height:
+                if _belong(chars[i], chars[j], height):
                     chars[i] = _union(chars[i], chars[j])
                     del chars[j]
                     merged = True
                     break
             if merged:
                 break
-    return chars
+    return sorted(chars, key=lambda p: (p.box[0] + p.box[2]) / 2)
 
 
-def lines(chars: list[Piece]) -> list[list[Piece]]:
-    """Characters grouped into lines (rows overlapping by half the smaller height), top to
-    bottom, each left to right."""
-    rows: list[list[Piece]] = []
-    for c in sorted(chars, key=lambda p: (p.box[1] + p.box[3]) / 2):
-        t, b = c.box[1], c.box[3]
-        for row in rows:
-            rt, rb = min(p.box[1] for p in row), max(p.box[3] for p in row)
-            if min(b, rb) - max(t, rt) >= 0.5 * min(b - t, rb - rt):
-                row.append(c)
-                break
-        else:
-            rows.append([c])
-    rows.sort(key=lambda row: min(p.box[1] for p in row))
-    return [sorted(row, key=lambda p: (p.box[0] + p.box[2]) / 2) for row in rows]
+def _belong(a: Piece, b: Piece, height: float) -> bool:
+    """Are two pieces of one line parts of one character? (a has at least b's ink)"""
+    if _shared_columns(a.box, b.box) >= MERGE:
+        return True
+    small = b.box[3] - b.box[1] < 0.45 * height and b.box[2] - b.box[0] < 0.45 * height
+    gap = max(a.box[0], b.box[0]) - min(a.box[2], b.box[2])
+    return small and gap < 0.12 * height and b.mass < 0.25 * a.mass
 
 
 # ----------------------------------------------------------------------------- splitting
@@ -218,48 +259,96 @@ def model_input(sub: np.ndarray, box_in_sub: Box) -> np.ndarray:
     return np.round(fit(*thicken(sub, box_in_sub)) * 255).astype(np.uint8)
 
 
-def _part(piece: Piece, ink: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, Box, float] | None:
-    """(model input, box in the ink map, aspect log-prior) of the part of `piece` under `mask`."""
-    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+@dataclass
+class Node:
+    """A place a character may begin or end: an edge of a piece (`path` None) or a cut through it."""
+
+    atom: int  # the piece it cuts, or the piece it is the left edge of
+    path: np.ndarray | None = None  # (rows of the piece,) the cut's column in each row, within the piece
+
+
+def _segment(atoms: list[Piece], ink: np.ndarray, a: Node, b: Node) -> tuple[np.ndarray, Box, float] | None:
+    """(model input, box, aspect log-prior) of the ink from node `a` to node `b`: the rest of a's
+    piece right of a's cut, every piece in between, and b's piece left of b's cut."""
+    parts = []
+    last = b.atom if b.path is not None else b.atom - 1
+    for i in range(a.atom, last + 1):
+        left = a.path if i == a.atom else None
+        right = b.path if (i == b.atom and b.path is not None) else None
+        mask = _between(atoms[i].mask, left, right)
+        if mask.any():
+            parts.append((atoms[i].box, mask))
+    if not parts:
+        return None
+    l, t = min(bx[0] for bx, _ in parts), min(bx[1] for bx, _ in parts)
+    r, bt = max(bx[2] for bx, _ in parts), max(bx[3] for bx, _ in parts)
+    sub = np.zeros((bt - t, r - l), np.float32)
+    for (pl, pt, pr, pb), mask in parts:
+        sub[pt - t : pb - t, pl - l : pr - l] += ink[pt:pb, pl:pr] * _grow(mask)
+    rows, cols = np.nonzero((sub >= EDGE).any(1))[0], np.nonzero((sub >= EDGE).any(0))[0]
     if not len(rows):
         return None
-    l, t = piece.box[:2]
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    sub = ink[t + y0 : t + y1, l + x0 : l + x1] * _grow(mask)[y0:y1, x0:x1]
-    return (model_input(sub, (0, 0, x1 - x0, y1 - y0)), (l + x0, t + y0, l + x1, t + y1),
+    return (model_input(np.minimum(sub, 1.0), (x0, y0, x1, y1)), (l + x0, t + y0, l + x1, t + y1),
             aspect_prior(x1 - x0, y1 - y0))
 
 
-def best_split(piece: Piece, ink: np.ndarray, height: float, predictor: Predictor) -> list[tuple[np.ndarray, Box]]:
-    """The character(s) in `piece`: read whole, or cut along least-ink paths into up to MAX_PARTS
-    parts, whichever scores best: the sum over parts of the model's log-confidence and of the
-    log-likelihood of the part's shape (ASPECT_LOG_PRIOR), found by dynamic programming over cuts."""
-    l, t, r, b = piece.box
-    whole = _part(piece, ink, piece.mask)
-    if (r - l) <= WIDE * height:
-        return [whole[:2]]
-    weights = ink[t:b, l:r] * piece.mask
-    paths = [None] + [cut_path(weights, c, max(2, (r - l) // 8)) for c in cut_candidates(piece, ink)] + [None]
+def _nodes(atoms: list[Piece], ink: np.ndarray, height: float) -> list[Node]:
+    """Every place a character may begin or end along a line, left to right: each piece's left
+    edge, cuts through pieces wide enough to hold two characters, and the line's end."""
+    nodes = []
+    for i, piece in enumerate(atoms):
+        nodes.append(Node(i))
+        l, t, r, b = piece.box
+        if r - l > WIDE * height:
+            weights = ink[t:b, l:r] * piece.mask
+            nodes += [Node(i, cut_path(weights, c, max(2, (r - l) // 8))) for c in cut_candidates(piece, ink)]
+    return nodes + [Node(len(atoms))]
+
+
+def _joinable(atoms: list[Piece], a: Node, b: Node, height: float) -> bool:
+    """May the ink from a to b be one character? Not wider than any character is, and not across
+    a clear gap."""
+    first, last = a.atom, (b.atom if b.path is not None else b.atom - 1)
+    if atoms[last].box[2] - atoms[first].box[0] > MAX_WIDTH * height:
+        return False
+    return all(atoms[i + 1].box[0] - atoms[i].box[2] < JOIN_GAP * height for i in range(first, last))
+
+
+def _joins(nodes: list[Node], i: int, j: int) -> int:
+    """How many gaps between pieces the character from node i to node j spans."""
+    first, last = nodes[i].atom, (nodes[j].atom if nodes[j].path is not None else nodes[j].atom - 1)
+    return last - first
+
+
+def segment(atoms: list[Piece], ink: np.ndarray, height: float, predictor: Predictor) -> list[tuple[np.ndarray, Box]]:
+    """A line's characters: the split of its pieces (merging neighbours, cutting touching ones)
+    that scores best, by dynamic programming over the places characters may begin and end. A
+    candidate character scores the model's log-confidence in it plus the log-likelihood of its
+    shape for one character (ASPECT_LOG_PRIOR); all candidates go through the model in one batch."""
+    nodes = _nodes(atoms, ink, height)
     segments = {}
-    for i in range(len(paths)):
-        for j in range(i + 1, len(paths)):
-            if (i, j) != (0, len(paths) - 1):
-                got = _part(piece, ink, _between(piece.mask, paths[i], paths[j]))
-                if got is not None and got[1][2] - got[1][0] >= 0.15 * height:
-                    segments[(i, j)] = got
+    for i in range(len(nodes)):
+        for j in range(i + 1, len(nodes)):
+            if not _joinable(atoms, nodes[i], nodes[j], height):
+                break  # further nodes are further right: wider still
+            got = _segment(atoms, ink, nodes[i], nodes[j])
+            if got is not None:
+                segments[(i, j)] = got
+    if not segments:
+        return []
     keys = list(segments)
-    logp = np.log(np.maximum(predictor.probabilities([whole[0]] + [segments[k][0] for k in keys]).max(1), 1e-9))
-    score = {k: float(v) + segments[k][2] for k, v in zip(keys, logp[1:])}
-    best = {0: (0.0, [])}  # cut index -> (score, parts so far)
-    for j in range(1, len(paths)):
-        options = [(best[i][0] + score[(i, j)], best[i][1] + [(i, j)]) for i in range(j)
-                   if i in best and (i, j) in score and len(best[i][1]) < MAX_PARTS]
+    confident = np.log(np.maximum(predictor.probabilities([segments[k][0] for k in keys]).max(1), 1e-9))
+    score = {k: float(c) + segments[k][2] - SEGMENT_COST - _joins(nodes, *k) * JOIN_COST
+             - (nodes[k[1]].path is not None) * CUT_COST for k, c in zip(keys, confident)}
+    best = {0: (0.0, [])}  # node -> (score, segments so far)
+    for j in range(1, len(nodes)):
+        options = [(best[i][0] + score[(i, j)], best[i][1] + [(i, j)]) for i in range(j) if i in best and (i, j) in score]
         if options:
             best[j] = max(options, key=lambda o: o[0])
-    end = len(paths) - 1
-    if end not in best or best[end][0] <= float(logp[0]) + whole[2] + SPLIT_GAIN:
-        return [whole[:2]]
-    return [segments[k][:2] for k in best[end][1]]
+    end = len(nodes) - 1
+    chosen = best[end][1] if end in best else [k for k in keys if k[1] == k[0] + 1]
+    return [segments[k][:2] for k in chosen]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -274,9 +363,8 @@ def read(source, predictor: Predictor, max_bytes: int = MAX_BYTES, max_pixels: i
     if blank:
         return Reading("", "blank", None, size=size)
     inputs, boxes, counts = [], [], []
-    for row in lines(characters(pieces(ink))):
-        height = float(np.median([p.box[3] - p.box[1] for p in row]))
-        found = [got for p in row for got in best_split(p, ink, height, predictor)]
+    for row in lines(pieces(ink)):
+        found = segment(characters(row), ink, line_height(row), predictor)
         inputs += [image for image, _ in found]
         boxes += [box for _, box in found]
         counts.append(len(found))
