@@ -147,7 +147,12 @@ def test_openapi_docs(client):
     assert "/api/health" in spec["paths"]
     ref = post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
     answer = spec["components"]["schemas"][ref]["properties"]
-    assert {f.name for f in fields(Answer)} | {"classes", "input", "preview", "ms"} == set(answer)
+    assert {f.name for f in fields(Answer)} | {"classes", "input", "preview", "explanation", "ms"} == set(answer)
+    read = spec["paths"]["/api/read"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    reading = spec["components"]["schemas"][read.split("/")[-1]]["properties"]
+    assert {"text", "status", "confidence", "characters", "lines"} <= set(reading)
+    character = spec["components"]["schemas"]["Character"]["properties"]
+    assert {f.name for f in fields(Answer)} | {"box"} == set(character)
     assert {"408", "413", "503"} <= set(post["responses"])
     html = client.get("/docs").text
     assert "/docs/swagger-ui-bundle.js" in html and "cdn." not in html and "https://" not in html
@@ -316,3 +321,84 @@ def test_serve_loads_the_model_once_and_binds_loopback(monkeypatch, synth_run, c
     assert main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", str(port)]) == 0
     assert len(made) == 1 and ran[0]["host"] == "127.0.0.1" and ran[0]["port"] == port
     assert f"http://127.0.0.1:{port}/" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- read, explain, feedback
+
+
+def drawn(lines, **kw) -> bytes:
+    from synth import draw_text
+
+    buf = io.BytesIO()
+    draw_text(lines, **kw).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shipped_client():
+    """The shipped model, which reads drawn digits (the synthetic one reads glyphs)."""
+    with TestClient(create_app(Predictor(), max_upload=MAX_UPLOAD, max_concurrency=2),
+                    raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_read_answers_the_text_and_each_character(shipped_client):
+    r = shipped_client.post("/api/read", content=drawn(["2026", "17"]), headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["text"] == "2026\n17" and a["status"] in ("ok", "unsure") and a["lines"] == [4, 2]
+    assert [c["label"] for c in a["characters"]] == list("202617")
+    assert all(len(c["box"]) == 4 and len(c["probabilities"]) == 10 for c in a["characters"])
+    blank = shipped_client.post("/api/read", content=drawn(["1"])[:0] or png(" "))
+    assert blank.json()["status"] == "blank" and blank.json()["text"] == ""
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "half a PNG", "too big", "JSON without image", "bad multipart"])
+def test_read_refuses_bad_input_as_predict_does(shipped_client, kind):
+    body, headers = {"empty": (b"", {}), "text": (b"hello", {}), "half a PNG": (png("3")[:300], {}),
+                     "too big": (b"x" * (MAX_UPLOAD + 1), {}),
+                     "JSON without image": (b'{"picture": 1}', {"content-type": "application/json"}),
+                     "bad multipart": (b"--x\r\n", {"content-type": "multipart/form-data; boundary=x"})}[kind]
+    want = shipped_client.post("/api/predict", content=body, headers=headers)
+    got = shipped_client.post("/api/read", content=body, headers=headers)
+    assert 400 <= got.status_code < 500 and got.status_code == want.status_code, (kind, got.text)
+    assert got.json()["detail"] == want.json()["detail"]
+
+
+def test_predict_explains_the_answer_and_the_runner_up(shipped_client):
+    r = shipped_client.post("/api/predict?explain=1", content=drawn(["4"]))
+    a = r.json()
+    e = a["explanation"]
+    assert e["label"] == a["label"] == a["top"][0]["label"] and e["runner_up"] == a["top"][1]["label"]
+    for key in ("input_png", "runner_up_png", "image_png"):
+        Image.open(io.BytesIO(base64.b64decode(e[key]))).verify()
+    assert "explanation" not in shipped_client.post("/api/predict", content=drawn(["4"])).json()
+
+
+def test_feedback_is_refused_without_collect(client):
+    assert_json_error(client.post("/api/feedback?label=3", content=png("3")), 403, "--collect")
+    assert client.get("/api/health").json()["collect"] is False
+
+
+def test_feedback_round_trip(predictor, tmp_path):
+    from digitrec.corrections import Corrections
+
+    folder = Corrections(tmp_path / "c", tuple(predictor.classes), max_samples=3)
+    with TestClient(create_app(predictor, max_upload=MAX_UPLOAD, collect=folder), raise_server_exceptions=False) as c:
+        assert c.get("/api/health").json()["collect"] is True
+        r = c.post("/api/feedback?label=3&original=mine.png", content=png("3"))
+        assert r.status_code == 200 and r.json() == {"saved": 0, "label": "3", "samples": 1}
+        answer = c.post("/api/predict", content=png("5")).json()  # the page sends back what the model saw
+        preview = base64.b64decode(answer["preview"])
+        r = c.post("/api/feedback?label=5&input=1", json={"image": "data:image/png;base64," + answer["preview"]})
+        assert r.status_code == 200 and r.json()["saved"] == 1
+        assert_json_error(c.post("/api/feedback?label=Q", content=png("3")), 422, "not one of the model's classes")
+        assert_json_error(c.post("/api/feedback?label=3&input=1", content=png("3")), 422, "28x28")
+        assert_json_error(c.post("/api/feedback?label=3", content=png(" ")), 422, "no ink")
+        assert_json_error(c.post("/api/feedback", content=png("3")), 422, "label")
+        assert c.post("/api/feedback?label=1", content=png("1")).status_code == 200
+        assert_json_error(c.post("/api/feedback?label=1", content=png("1")), 507, "cap of 3")
+    images, labels, rows = folder.load()
+    assert [int(v) for v in labels] == [3, 5, 1] and rows[0]["original"] == "mine.png"
+    assert np.array_equal(images[0], preprocess(png("3")).image)
+    assert np.array_equal(images[1], np.asarray(Image.open(io.BytesIO(preview))))

@@ -242,3 +242,39 @@ def test_docs_work_offline(server):
         assert status == 200 and len(body) > 1000, url
     status, _, body = request(port, "GET", "/docs/swagger-ui-bundle.js")
     assert len(body) > 500_000 and b"SwaggerUIBundle" in body
+
+
+def test_feedback_survives_a_kill_of_the_server(tmp_path):
+    """Corrections sent to a real server killed (SIGKILL) while they arrive: every one it answered
+    is in the folder, intact, and the folder takes more after a restart."""
+    from digitrec.corrections import Corrections
+
+    folder, sent = tmp_path / "c", []
+    classes = tuple("0123456789")
+    port, log = free_port(), tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--collect",
+                                 str(folder)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while "Uvicorn running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as client:
+            for i in range(40):
+                r = client.post(f"/api/feedback?label={i % 10}&original=n{i}.png", content=canvas())
+                assert r.status_code == 200, r.text
+                sent.append(r.json()["saved"])
+                if i == 25:
+                    proc.kill()  # mid-stream: the next requests find no server
+                    break
+    finally:
+        proc.kill()
+        proc.wait(20)
+    images, labels, rows = Corrections(folder, classes).load()
+    assert len(images) >= len(sent) and sent == list(range(len(sent)))
+    assert [int(v) for v in labels[: len(sent)]] == [i % 10 for i in range(len(sent))]
+    assert len(set(images[i].tobytes() for i in range(len(sent)))) == 1, "the same canvas, stored intact each time"
+    assert Corrections(folder, classes).add(images[0], "7") == len(images)

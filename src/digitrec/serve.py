@@ -25,20 +25,18 @@ connections are dealt with before they reach the app (connections.py).
 
 import asyncio
 import base64
-import binascii
 import dataclasses
 import json
 import logging
-import re
-import tempfile
 import time
 import typing
 from importlib import resources
 
 from .connections import ConnectionLimits
 from .errors import PreprocessError
-from .inference.decode import BUDGET, MAX_BYTES, MAX_PIXELS, decoded_cost
+from .inference.decode import MAX_BYTES, MAX_PIXELS
 from .inference.predictor import Answer
+from .uploads import ApiError, ClientGone, ImageQueue, UploadMemory
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
               "busy": 503}
@@ -53,191 +51,40 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
 # Swagger UI starts itself with an inline script; it may load nothing from elsewhere either.
 DOCS_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                 "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"}
-QUEUE_SECONDS = 30.0  # a request waiting longer than this for a free slot gets 503
-LIGHT_BYTES = 16 * 2**20  # images decoding to at most this (a 2 MP photo, any drawing) queue apart
-DATA_URL = re.compile(r"^data:(?P<type>[\w.+/-]*)(?:;[\w=.+-]+)*?(?P<b64>;base64)?,", re.I)
 log = logging.getLogger("uvicorn.error")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: str, close: bool = False):
-        super().__init__(detail)
-        self.status, self.detail, self.close = status, detail, close
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its upload was complete."""
-
-
-class UploadMemory:
-    """Bytes of request bodies held in memory, by every request together (all on the event
-    loop's thread). A body takes its bytes as they arrive while there is room; past `total`
-    the rest of it goes to a temporary file instead. Nothing waits, so uploads can never
-    deadlock each other, and memory stays bounded however many clients upload at once."""
-
-    def __init__(self, total: int):
-        self.total, self.used = total, 0
-
-    def take(self, n: int) -> bool:
-        if self.used + n > self.total:
-            return False
-        self.used += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.used -= n
-
-
-class Body:
-    """A request body as it arrives: in memory while UploadMemory has room, else on disk."""
-
-    def __init__(self, memory: UploadMemory):
-        self.memory, self.held, self.size = memory, 0, 0
-        self.file = tempfile.SpooledTemporaryFile(max_size=2**62)  # rolls over only when told
-
-    @property
-    def on_disk(self) -> bool:
-        return bool(getattr(self.file, "_rolled", False))
-
-    def write(self, chunk: bytes) -> None:
-        if not self.on_disk and not self.memory.take(len(chunk)):
-            self.release()
-            self.file.rollover()
-        elif not self.on_disk:
-            self.held += len(chunk)
-        self.file.write(chunk)
-        self.size += len(chunk)
-
-    def read(self) -> bytes:
-        self.file.seek(0)
-        return self.file.read()
-
-    def release(self) -> None:
-        self.memory.give(self.held)
-        self.held = 0
-
-    def close(self) -> None:
-        self.release()
-        self.file.close()
-
-
-async def read_body(request, limit: int, body: Body, limits: ConnectionLimits) -> Body:
-    """The request body, refused as soon as it passes `limit` bytes (whatever Content-Length
-    says) or arrives too slowly (limits.body_timeout, plus a second for every limits.min_rate
-    bytes), written into `body`."""
-    from starlette.requests import ClientDisconnect
-
-    declared = request.headers.get("content-length", "")
-    # 413s keep the connection: the client may still be sending, and would see a reset instead
-    # of the answer; the rest of its body is read and dropped (for at most --head-timeout).
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    stream = request.stream().__aiter__()
-    while True:
-        allowed = start + limits.body_timeout + body.size / limits.min_rate - loop.time()
-        try:
-            chunk = await asyncio.wait_for(stream.__anext__(), max(allowed, 0.001))
-        except StopAsyncIteration:
-            return body
-        except asyncio.TimeoutError:
-            raise ApiError(408, f"the upload was too slow: {body.size:,} bytes in {loop.time() - start:.0f} s",
-                           close=True) from None
-        except ClientDisconnect:
-            raise ClientGone(f"{body.size:,} of {declared or '?'} bytes") from None
-        if body.size + len(chunk) > limit:
-            raise ApiError(413, f"the upload is larger than the limit of {limit:,} bytes")
-        body.write(chunk)
-
-
-def image_from_json(body: bytes) -> bytes:
-    """{"image": "<base64>"} or {"image": "data:image/png;base64,..."} -> the image's bytes."""
-    usage = 'send {"image": "<the image in base64>"} or {"image": "data:image/png;base64,..."}'
-    try:
-        doc = json.loads(body)
-    except ValueError as e:
-        raise ApiError(400, f"the JSON body is not valid JSON ({e}); {usage}") from None
-    text = doc.get("image") if isinstance(doc, dict) else None
-    if not isinstance(text, str) or not text:
-        raise ApiError(400, f"the JSON body has no 'image' string; {usage}")
-    m = DATA_URL.match(text)
-    if m and not m.group("b64"):
-        raise ApiError(400, "the data URL is not base64-encoded (it needs ';base64,')")
-    try:
-        return base64.b64decode(text[m.end():] if m else text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"the 'image' is not valid base64; {usage}") from None
-
-
-async def file_from_multipart(request, body: bytes) -> bytes:
-    """The uploaded file in a multipart body already read: field `file`, else the only file."""
-    from starlette.datastructures import UploadFile
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-
-    boundary = re.search(r"boundary=\"?([^\";]+)", request.headers.get("content-type", ""))
-    if boundary is None:
-        raise ApiError(400, "malformed multipart body: its Content-Type names no boundary")
-    if f"--{boundary.group(1)}--".encode() not in body[-4096:]:
-        raise ApiError(400, f"malformed multipart body: it does not end with its closing boundary "
-                            f"(--{boundary.group(1)}--); was the upload cut short?")
-    sent = False
-
-    async def receive():  # replays the body we read (under the size limit) to the form parser
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        form = await Request(request.scope, receive).form(max_files=1, max_fields=20)
-    except HTTPException as e:
-        raise ApiError(400, f"malformed multipart body: {e.detail}") from None
-    except Exception as e:  # noqa: BLE001  the parser's own errors vary by version
-        raise ApiError(400, f"malformed multipart body: {e}") from None
-    files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-    upload = form.get("file") if isinstance(form.get("file"), UploadFile) else (files[0] if files else None)
-    if upload is None:
-        raise ApiError(400, "the multipart body holds no file; send the image in a field named 'file'")
-    return await upload.read()
-
-
-async def image_from_request(request, body: bytes) -> bytes:
-    """The image in a body of any accepted kind: raw, multipart or JSON."""
-    kind = request.headers.get("content-type", "").lower()
-    if kind.startswith("multipart/"):
-        body = await file_from_multipart(request, body)
-    elif kind.startswith("application/json"):
-        body = image_from_json(body)
-    if not body:
-        raise ApiError(400, "the request has no image: send it as the body (e.g. Content-Type: image/png), "
-                            "as a multipart field named 'file', or as JSON {\"image\": \"<base64>\"}")
-    return body
-
-
-def predict_within_budget(predictor, image: bytes, max_upload: int, max_pixels: int, top_k: int):
-    """predictor.predict_image, holding the image's whole cost (decoding and analysis) in the
-    process-wide budget of inference/decode.py, so that all requests together stay within it."""
-    with BUDGET.hold(decoded_cost(image)):
-        return predictor.predict_image(image, max_upload, max_pixels, top_k)
 
 
 # ----------------------------------------------------------------------------- OpenAPI
 
 
+def _answer_fields() -> dict:
+    """The Answer dataclass's fields as pydantic fields: a field added there appears in /docs."""
+    hints = typing.get_type_hints(Answer)
+    return {f.name: (hints[f.name], ...) for f in dataclasses.fields(Answer)}
+
+
 def response_model():
-    """The answer's schema for /docs, built from the Answer dataclass (a field added there
-    appears here) plus what the API adds to it."""
+    """/api/predict's schema for /docs: the Answer plus what the API adds to it."""
     from pydantic import create_model
 
-    hints = typing.get_type_hints(Answer)
-    image = create_model("ImageInput", width=(int, ...), height=(int, ...), format=(typing.Optional[str], None),
-                         inverted=(bool, ...), box=(typing.Optional[tuple[int, int, int, int]], None))
-    return create_model("Prediction", **{f.name: (hints[f.name], ...) for f in dataclasses.fields(Answer)},
-                        classes=(list[str], ...), input=(image, ...), preview=(typing.Optional[str], None),
-                        ms=(float, ...))
+    Opt = typing.Optional
+    image = create_model("ImageInput", width=(int, ...), height=(int, ...), format=(Opt[str], None),
+                         inverted=(bool, ...), box=(Opt[tuple[int, int, int, int]], None))
+    explanation = create_model("Explanation", label=(str, ...), runner_up=(str, ...), input_png=(str, ...),
+                               runner_up_png=(str, ...), image_png=(str, ...))
+    return create_model("Prediction", **_answer_fields(), classes=(list[str], ...), input=(image, ...),
+                        preview=(Opt[str], None), explanation=(Opt[explanation], None), ms=(float, ...))
+
+
+def reading_model():
+    """/api/read's schema for /docs: the text, and each character as an Answer with its box."""
+    from pydantic import create_model
+
+    character = create_model("Character", box=(tuple[int, int, int, int], ...), **_answer_fields())
+    size = create_model("ImageSize", width=(int, ...), height=(int, ...))
+    return create_model("Reading", text=(str, ...), status=(str, ...), confidence=(typing.Optional[float], None),
+                        lines=(list[int], ...), characters=(list[character], ...), input=(size, ...),
+                        classes=(list[str], ...), ms=(float, ...))
 
 
 def openapi_extra(max_upload: int) -> dict:
@@ -336,16 +183,17 @@ def _pages(app, title: str) -> None:
 
 
 def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4, max_pixels: int = MAX_PIXELS,
-               limits: ConnectionLimits = ConnectionLimits(), upload_memory: int | None = None):
+               limits: ConnectionLimits = ConnectionLimits(), upload_memory: int | None = None, collect=None):
     """The FastAPI app around a loaded `Predictor` (tests drive it with fastapi.testclient).
-    `upload_memory` (bytes) bounds the bodies held at once; default: 4 x max_upload."""
+    `upload_memory` (bytes) bounds the bodies held at once; default: 4 x max_upload. `collect`
+    (a corrections.Corrections) turns on /api/feedback."""
     from fastapi import FastAPI
 
     from . import __version__
 
     if max_upload < 1 or max_concurrency < 1:
         raise ValueError("--max-upload and --max-concurrency must be at least 1")
-    info = predictor.info()
+    info = {**predictor.info(), "collect": collect is not None}
     # redirect_slashes off: FastAPI's /path/ -> /path redirect is built from the Host header,
     # so `Host: evil.example` got a redirect to that host.
     app = FastAPI(title="digitrec", version=__version__, docs_url=None, redoc_url=None, redirect_slashes=False,
@@ -358,49 +206,111 @@ def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4,
     async def health():
         return {"status": "ok", **info, "max_upload": max_upload, "max_pixels": max_pixels}
 
-    _predict_route(app, predictor, max_upload, max_pixels, max_concurrency, limits,
-                   UploadMemory(upload_memory or 4 * max_upload))
+    queue = ImageQueue(max_upload, max_concurrency, limits, UploadMemory(upload_memory or 4 * max_upload))
+    _predict_route(app, predictor, queue, max_pixels)
+    _read_route(app, predictor, queue, max_pixels)
+    _feedback_route(app, predictor, queue, max_pixels, collect)
     return app
 
 
-def _predict_route(app, predictor, max_upload: int, max_pixels: int, max_concurrency: int,
-                   limits: ConnectionLimits, memory: UploadMemory) -> None:
+def _image_info(pre) -> dict:
+    return {"width": pre.size[0], "height": pre.size[1], "format": pre.format, "inverted": pre.inverted, "box": pre.box}
+
+
+def _explanation(predictor, image: bytes, pre, answer) -> dict | None:
+    """What the answer rests on, and why not the runner-up, as base64 PNGs (inference/explain.py)."""
+    from .inference.decode import decode
+    from .inference.explain import explain_answer
+
+    got = explain_answer(decode(image)[0], pre.image, pre.box, answer, predictor)
+    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in got.items()} or None
+
+
+def _predict_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
     from fastapi import Query, Request
-    from starlette.concurrency import run_in_threadpool
 
-    # Two queues of max_concurrency each: images that decode small never wait behind big ones.
-    gates = {"light": asyncio.Semaphore(max_concurrency), "heavy": asyncio.Semaphore(max_concurrency)}
-
-    @app.post("/api/predict", summary="Recognise the character in one image", openapi_extra=openapi_extra(max_upload),
-              responses=ERRORS, response_model=response_model(), response_model_exclude_unset=True)
+    @app.post("/api/predict", summary="Recognise the character in one image",
+              openapi_extra=openapi_extra(queue.max_upload), responses=ERRORS, response_model=response_model(),
+              response_model_exclude_unset=True)
     async def predict(request: Request,
                       preview: bool = Query(True, description="include the 28x28 model input as a base64 PNG"),
-                      top_k: int = Query(3, ge=1, description="how many best guesses to list in `top`")):
-        t0, body = time.perf_counter(), Body(memory)
-        is_json = request.headers.get("content-type", "").lower().startswith("application/json")
-        try:
-            await read_body(request, max_upload * 4 // 3 + 4096 if is_json else max_upload, body, limits)
-            # A body in memory is looked at now, to queue it by what it costs to decode; one
-            # that went to disk (the memory for bodies was full) is big: it waits with the heavy.
-            image = None if body.on_disk else await image_from_request(request, body.read())
-            heavy = image is None or await run_in_threadpool(decoded_cost, image) > LIGHT_BYTES
-            try:
-                await asyncio.wait_for(gates["heavy" if heavy else "light"].acquire(), QUEUE_SECONDS)
-            except asyncio.TimeoutError:
-                raise ApiError(503, "the server is busy; try again in a moment") from None
-            try:
-                if image is None:
-                    image = await image_from_request(request, await run_in_threadpool(body.read))
-                answer, pre = await run_in_threadpool(predict_within_budget, predictor, image, max_upload,
-                                                      max_pixels, top_k)
-            finally:
-                gates["heavy" if heavy else "light"].release()
-        finally:
-            body.close()
-        out = {**answer.to_json(), "classes": predictor.classes,
-               "input": {"width": pre.size[0], "height": pre.size[1], "format": pre.format,
-                         "inverted": pre.inverted, "box": pre.box}}
+                      top_k: int = Query(3, ge=1, description="how many best guesses to list in `top`"),
+                      explain: bool = Query(False, description="include what the answer rests on, and why not the "
+                                                               "runner-up: saliency maps as base64 PNGs")):
+        t0 = time.perf_counter()
+
+        def work(image: bytes):
+            answer, pre = predictor.predict_image(image, queue.max_upload, max_pixels, top_k)
+            return answer, pre, (_explanation(predictor, image, pre, answer) if explain else None)
+
+        answer, pre, explanation = await queue.run(request, work)
+        out = {**answer.to_json(), "classes": predictor.classes, "input": _image_info(pre)}
         if preview:
             out["preview"] = base64.b64encode(pre.png()).decode("ascii")
+        if explanation:
+            out["explanation"] = explanation
         out["ms"] = round(1000 * (time.perf_counter() - t0), 2)
         return out
+
+
+def _read_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
+    from fastapi import Query, Request
+
+    from .inference.reader import read
+
+    @app.post("/api/read", summary="Read every character in one image: a number, a code, several lines",
+              openapi_extra=openapi_extra(queue.max_upload), responses=ERRORS, response_model=reading_model())
+    async def read_image(request: Request,
+                         top_k: int = Query(3, ge=1, description="best guesses listed for each character")):
+        t0 = time.perf_counter()
+        reading = await queue.run(request, lambda image: read(image, predictor, queue.max_upload, max_pixels, top_k))
+        return {**reading.to_json(), "classes": predictor.classes, "ms": round(1000 * (time.perf_counter() - t0), 2)}
+
+
+def _feedback_route(app, predictor, queue: ImageQueue, max_pixels: int, collect) -> None:
+    from fastapi import Query, Request
+
+    @app.post("/api/feedback", summary="Keep a correction: this image is this label (with --collect)",
+              openapi_extra=openapi_extra(queue.max_upload),
+              responses={**ERRORS, 403: {"description": "the server was not started with --collect"},
+                         507: {"description": "the corrections folder is full"}})
+    async def feedback(request: Request,
+                       label: str = Query(..., description="the right label, one of the model's classes"),
+                       input: bool = Query(False, description="the image is the 28x28 model input (the `preview` "
+                                                              "an answer carried), not a photo or drawing"),
+                       original: str = Query("", max_length=300, description="where the image came from (a file "
+                                                                              "name), for the log")):
+        if collect is None:
+            raise ApiError(403, "this server does not keep corrections; start it with `digitrec serve --collect DIR` "
+                                "to collect them into DIR")
+        if label not in predictor.classes:
+            raise ApiError(422, f"label {label!r} is not one of the model's classes ({', '.join(predictor.classes)})")
+        index = await queue.run(request, lambda image: _keep(predictor, collect, image, label, input, original,
+                                                             queue.max_upload, max_pixels))
+        return {"saved": index, "label": label, "samples": len(collect)}
+
+
+def _keep(predictor, collect, image: bytes, label: str, is_input: bool, original: str, max_upload: int,
+          max_pixels: int) -> int:
+    """Add one correction: the model's input made from `image` (or `image` itself, a 28x28 input)."""
+    import numpy as np
+
+    from .corrections import CorrectionsFull
+    from .inference.decode import decode, luminance, to_pixels
+    from .inference.preprocess import preprocess
+
+    if is_input:
+        im = decode(image, max_upload, max_pixels)[0]
+        if im.size != (28, 28):
+            raise ApiError(422, f"input=1 takes the 28x28 model input (an answer's `preview`), not a {im.size[0]}x"
+                                f"{im.size[1]} image; send the photo or drawing without input=1")
+        x = np.round(luminance(to_pixels(im)) * 255).astype(np.uint8)
+    else:
+        pre = preprocess(image, max_upload, max_pixels)
+        if pre.blank:
+            raise ApiError(422, "no ink found in this image: there is nothing to learn from")
+        x = pre.image
+    try:
+        return collect.add(x, label, original)
+    except CorrectionsFull as e:
+        raise ApiError(507, str(e)) from None

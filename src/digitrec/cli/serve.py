@@ -4,6 +4,7 @@ digitrec.connections guards the connections)."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from ..errors import UserError, require
 from .options import model_args
@@ -12,6 +13,7 @@ LIMITS = ("head_timeout", "body_timeout", "max_connections", "max_idle")
 
 
 def add_arguments(p) -> None:
+    from ..corrections import MAX_SAMPLES
     from ..inference.decode import MAX_BYTES
 
     model_args(p)
@@ -28,6 +30,11 @@ def add_arguments(p) -> None:
                    help="open connections; at the limit an idle one is closed to make room, else 503")
     p.add_argument("--max-idle", type=int, default=256,
                    help="connections waiting for a request; past this the longest-waiting is closed")
+    p.add_argument("--collect", type=Path, default=None, metavar="DIR",
+                   help="keep the corrections people send (the page's 'wrong? it is ...') in DIR, an MNIST-format "
+                        "dataset for `digitrec finetune` (default: corrections are refused, nothing is stored)")
+    p.add_argument("--collect-max", type=int, default=MAX_SAMPLES,
+                   help="most corrections DIR may hold; past it they are refused (507)")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -75,7 +82,17 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(1)
-    app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits)
+    collect = None
+    if args.collect is not None:
+        from ..corrections import Corrections
+
+        if args.collect_max < 1:
+            raise UserError(f"--collect-max must be at least 1, not {args.collect_max}")
+        card = predictor.card
+        collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
+        say(f"collecting corrections in {args.collect} ({len(collect)} so far, at most {args.collect_max:,})")
+    app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits,
+                     collect=collect)
     predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait
     info = predictor.info()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
