@@ -10,6 +10,7 @@ import math
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -50,19 +51,14 @@ def checkpoint(tmp_path_factory):
     return out / "best.pt"
 
 
-@pytest.fixture(scope="module")
-def server(checkpoint):
-    """uvicorn serving the app on a free loopback port, in a background thread."""
+@contextmanager
+def serving(app):
+    """uvicorn serving `app` on a free loopback port, in a background thread: yields its URL."""
     uvicorn = pytest.importorskip("uvicorn")
-    from digitrec.inference.predictor import Predictor
-    from digitrec.serve import create_app
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(Predictor(checkpoint), max_upload=MAX_UPLOAD), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -70,9 +66,21 @@ def server(checkpoint):
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("uvicorn did not start within 20 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    pytest.importorskip("uvicorn")
+    from digitrec.inference.predictor import Predictor
+    from digitrec.serve import create_app
+
+    with serving(create_app(Predictor(checkpoint), max_upload=MAX_UPLOAD)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +109,10 @@ def page(browser, server):
 
 
 def to_page(page, x, y):
+    """Canvas pixels (280 x 280 for one character, 840 x 280 for a number) -> page coordinates."""
     box = page.locator("#pad").bounding_box()
-    return box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280
+    width = 840 if page.get_attribute("body", "data-kind") == "number" else 280
+    return box["x"] + x * box["width"] / width, box["y"] + y * box["height"] / 280
 
 
 def answers(page) -> int:
@@ -242,6 +252,81 @@ def test_a_small_brush_for_a_small_digit_in_a_corner(page):
     draw_with_mouse(page, [[(x / 4 + 20, y / 4 + 20) for x, y in STROKES["7"][0]]])  # a 7 a quarter the size
     wait_for_final_answer(page, before)
     assert shown(page)[0] == "7", page.inner_text("#detail")
+
+
+def test_a_small_digit_with_the_default_brush_stays_a_digit(page):
+    """The page sends the strokes redrawn with a pen sized to what was drawn, so a small digit in a
+    corner, drawn with the fat default brush, is not a blob to the model."""
+    assert page.inner_text("#brush-size") == "20"
+    before = answers(page)
+    draw_with_mouse(page, [[(x / 4 + 20, y / 4 + 20) for x, y in STROKES["7"][0]]])
+    wait_for_final_answer(page, before)
+    assert shown(page)[0] == "7", page.inner_text("#detail")
+
+
+def test_a_single_click_is_not_read_as_a_digit(page):
+    before = answers(page)
+    draw_with_mouse(page, [[(140, 140)]])
+    wait_for_final_answer(page, before)
+    assert shown(page)[1] in ("blank", "unsure"), page.inner_text("#detail")
+
+
+def test_the_answer_is_explained_with_the_runner_up(page):
+    before = answers(page)
+    draw_with_mouse(page, STROKES["7"])
+    wait_for_final_answer(page, before)
+    assert page.is_visible("#why")
+    assert page.inner_text("#why-label-caption") == "why 7"
+    assert page.inner_text("#why-runner-caption").startswith("why not ")
+    for img in ("#why-label", "#why-runner"):
+        assert page.get_attribute(img, "src").startswith("data:image/png;base64,")
+    assert not page.is_visible("#correct"), "this server does not collect corrections"
+
+
+# Strokes of digits in a unit box, written along the 840 x 280 pad of the number mode.
+NUMBER = {"2": [[(0.1, 0.25), (0.35, 0.02), (0.72, 0.05), (0.85, 0.3), (0.55, 0.62), (0.08, 1.0), (0.95, 0.98)]],
+          "0": [[(0.5, 0.0), (0.12, 0.2), (0.05, 0.55), (0.2, 0.9), (0.5, 1.0), (0.82, 0.85), (0.95, 0.45),
+                 (0.8, 0.1), (0.5, 0.0)]],
+          "6": [[(0.8, 0.02), (0.3, 0.3), (0.1, 0.7), (0.35, 1.0), (0.75, 0.9), (0.8, 0.6), (0.4, 0.5), (0.12, 0.7)]]}
+
+
+def test_number_mode_reads_the_whole_number_with_a_box_per_digit(page):
+    page.click("#kind-number")
+    assert page.get_attribute("body", "data-kind") == "number" and page.get_attribute("#pad", "width") == "840"
+    before = answers(page)
+    for k, digit in enumerate("2026"):
+        draw_with_mouse(page, [[(120 + 160 * k + 80 * x, 50 + 180 * y) for x, y in stroke] for stroke in NUMBER[digit]])
+    wait_for_final_answer(page, before)
+    label, status = shown(page)
+    assert label == "2026" and status in ("ok", "unsure"), page.inner_text("#detail")
+    assert page.locator("#boxes .char").all_inner_texts() == list("2026")
+    page.click("#kind-char")
+    assert page.get_attribute("#pad", "width") == "280" and page.locator("#boxes .char").count() == 0
+
+
+def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_path):
+    from digitrec.corrections import Corrections
+    from digitrec.inference.predictor import Predictor
+    from digitrec.serve import create_app
+
+    predictor = Predictor(checkpoint)
+    folder = Corrections(tmp_path / "corrections", tuple(predictor.classes))
+    with serving(create_app(predictor, collect=folder)) as url:
+        context = browser.new_context(viewport={"width": 900, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        before = answers(page)
+        draw_with_mouse(page, STROKES["1"])
+        wait_for_final_answer(page, before)
+        assert page.is_visible("#correct")
+        page.click("#correct-buttons button:has-text('7')")
+        page.wait_for_selector("body[data-corrections='1']")
+        assert "Saved as 7" in page.inner_text("#correct-result")
+        context.close()
+    images, labels, _ = folder.load()
+    assert [int(v) for v in labels] == [7] and images[0].max() > 0
 
 
 def test_an_uploaded_photo_is_shown_with_the_box_the_model_read(page, tmp_path):

@@ -1,8 +1,11 @@
-// digitrec drawing page: strokes on a transparent canvas are sent as a PNG to /api/predict,
-// which preprocesses them like any other image; a file (chosen, dropped or pasted) is sent as
-// it is, and shown with the box of ink the server found. Class names and the size limit come
-// from /api/health. Hooks for tests and later additions: document.body.dataset.ready,
-// .pending, .answers, .status and .mode ("draw" or "upload").
+// digitrec drawing page: strokes on a transparent canvas are sent as a PNG to /api/predict (one
+// character, with its explanation) or /api/read (a number, on a wide pad), which preprocess them
+// like any other image. The strokes are sent redrawn with a pen sized to what was drawn (about a
+// tenth of its height, as MNIST's strokes are), whatever brush shows them here: a small digit
+// stays a digit, not a blob. A file (chosen, dropped or pasted) is sent as it is, and shown with
+// the ink the server read. Class names, the size limit and whether corrections are collected
+// come from /api/health. Hooks for tests: document.body.dataset.ready, .pending, .answers,
+// .status, .mode ("draw" or "upload") and .kind ("char" or "number").
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +23,11 @@ let busy = false;
 let again = false;
 let generation = 0; // bumped by Clear, Undo and uploads, so late answers for old input are dropped
 let uploadUrl = null;
+let kind = "char"; // what is read: one character, or a number
+let collect = false; // the server keeps corrections (serve --collect)
+let lastPreview = null; // the model input of the answer shown, sent back with a correction
+const PEN = 0.11; // the pen the model is shown, as a share of the drawing's height
+const SIZE = { char: [280, 280], number: [840, 280] };
 
 function setMessage(label, status, detail) {
   $("label").textContent = label;
@@ -91,8 +99,98 @@ function showAnswer(a, fromFile) {
   }
   showBars(a.status === "blank" ? null : a.probabilities);
   if (a.preview) $("preview").src = "data:image/png;base64," + a.preview;
-  if (fromFile) showBox(a.input);
+  lastPreview = a.status === "blank" ? null : a.preview || null;
+  showWhy(a.explanation);
+  showCorrect();
+  if (fromFile) showBox(a.input, []);
   document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
+}
+
+// A number: the whole string, and each character's box (with its label) over what was drawn or sent.
+function showReading(r, fromFile) {
+  if (r.status === "blank") {
+    setMessage("–", "blank", fromFile ? "No ink found in this image." : `No ink found: write a number.`);
+  } else {
+    const unsure = r.characters.filter((c) => c.status !== "ok").map((c) => c.label);
+    setMessage(r.text, r.status, `${r.characters.length} character${r.characters.length === 1 ? "" : "s"}, ` +
+      `confidence ${pct(r.confidence)}` + (unsure.length ? `; not sure of: ${unsure.join(", ")}.` : "."));
+  }
+  const boxes = r.characters.map((c) => ({ box: c.box, label: c.label, status: c.status }));
+  if (fromFile) showBox(r.input, boxes); else drawBoxes($("boxes"), r.input, boxes);
+  document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
+}
+
+function drawBoxes(layer, input, boxes) {
+  layer.replaceChildren(...boxes.map(({ box, label, status }) => {
+    const [left, top, right, bottom] = box;
+    const el = document.createElement("div");
+    el.className = "char" + (status === "ok" ? "" : " unsure");
+    Object.assign(el.style, { left: `${100 * left / input.width}%`, top: `${100 * top / input.height}%`,
+                              width: `${100 * (right - left) / input.width}%`,
+                              height: `${100 * (bottom - top) / input.height}%` });
+    const name = document.createElement("span");
+    name.textContent = label;
+    el.append(name);
+    return el;
+  }));
+}
+
+// What speaks for the answer and for the runner-up, as the server's saliency pictures.
+function showWhy(e) {
+  $("why").hidden = !e;
+  if (!e) return;
+  $("why-label").src = "data:image/png;base64," + e.input_png;
+  $("why-runner").src = "data:image/png;base64," + e.runner_up_png;
+  $("why-label-caption").textContent = `why ${e.label}`;
+  $("why-runner-caption").textContent = `why not ${e.runner_up}`;
+}
+
+function showCorrect() {
+  $("correct").hidden = !(collect && lastPreview && kind === "char");
+  $("correct-result").textContent = "";
+}
+
+async function sendCorrection(label) {
+  if (!lastPreview) return;
+  $("correct-result").textContent = "Saving…";
+  try {
+    const r = await fetch(`/api/feedback?label=${encodeURIComponent(label)}&input=1`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ image: "data:image/png;base64," + lastPreview }) });
+    $("correct-result").textContent = r.ok
+      ? `Saved as ${label}: thank you (${(await r.json()).samples} corrections kept for fine-tuning).`
+      : await errorText(r);
+    document.body.dataset.corrections = String(Number(document.body.dataset.corrections || 0) + (r.ok ? 1 : 0));
+  } catch (err) {
+    $("correct-result").textContent = `No answer from the server (${err.message}).`;
+  }
+}
+
+function buildCorrect() {
+  $("correct-buttons").replaceChildren(...classes.map((name) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = name;
+    b.title = `It is ${name}: keep this as a correction`;
+    b.addEventListener("click", () => sendCorrection(name));
+    return b;
+  }));
+}
+
+function setKind(next) {
+  if (next === kind) return;
+  kind = next;
+  [pad.width, pad.height] = SIZE[kind];
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.strokeStyle = "#111";
+  document.body.dataset.kind = kind;
+  $("kind-char").setAttribute("aria-pressed", String(kind === "char"));
+  $("kind-number").setAttribute("aria-pressed", String(kind === "number"));
+  pad.setAttribute("aria-label", kind === "number"
+    ? "drawing area: write a number, several characters side by side, even several lines"
+    : "drawing area: draw one character with a mouse, pen or finger");
+  clearPad();
 }
 
 // The server's error as a sentence: its JSON detail, or what the status line says.
@@ -108,8 +206,9 @@ async function errorText(r) {
 
 async function send(body, fromFile) {
   const mine = generation;
+  const url = kind === "number" ? "/api/read?top_k=3" : "/api/predict?top_k=3&explain=1";
   try {
-    const r = await fetch("/api/predict?top_k=3", { method: "POST", body,
+    const r = await fetch(url, { method: "POST", body,
       headers: { "Content-Type": body.type || "application/octet-stream" } });
     if (mine !== generation) return;
     if (!r.ok) {
@@ -118,14 +217,33 @@ async function send(body, fromFile) {
       return;
     }
     const a = await r.json();
-    if (mine === generation) showAnswer(a, fromFile);
+    if (mine === generation) (kind === "number" ? showReading : showAnswer)(a, fromFile);
   } catch (err) {
     if (mine === generation) setMessage("!", "error", `No answer from the server (${err.message}).`);
   }
 }
 
+// The strokes redrawn for the model with a pen sized to the drawing (its strokes' tallest
+// height, so one stroke per character or several lines of them give the same pen).
 function canvasBlob() {
-  return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  const out = document.createElement("canvas");
+  out.width = pad.width;
+  out.height = pad.height;
+  const c = out.getContext("2d");
+  const tall = Math.max(...strokes.map((s) => {
+    const ys = s.points.map((p) => p.y);
+    const xs = s.points.map((p) => p.x);
+    return Math.max(Math.max(...ys) - Math.min(...ys), (Math.max(...xs) - Math.min(...xs)) / 2);
+  }));
+  Object.assign(c, { lineCap: "round", lineJoin: "round", strokeStyle: "#111",
+                     lineWidth: Math.min(40, Math.max(2, PEN * tall)) });
+  for (const s of strokes) {
+    c.beginPath();
+    s.points.forEach((p, i) => (i ? c.lineTo(p.x, p.y) : c.moveTo(p.x, p.y)));
+    if (s.points.length === 1) c.lineTo(s.points[0].x + 0.01, s.points[0].y); // a click: a dot
+    c.stroke();
+  }
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
 }
 
 // One request at a time; strokes made meanwhile are sent when it returns.
@@ -216,8 +334,13 @@ pad.addEventListener("lostpointercapture", endStroke);
 
 function idle() {
   $("preview").removeAttribute("src");
+  $("boxes").replaceChildren();
+  lastPreview = null;
+  showWhy(null);
+  showCorrect();
   showBars(null);
-  setMessage("–", "idle", `Draw one ${noun()} in the box.`);
+  setMessage("–", "idle", kind === "number" ? "Write a number on the pad: several characters, even several lines."
+    : `Draw one ${noun()} in the box.`);
 }
 
 function clearPad() {
@@ -284,12 +407,16 @@ function sendFile(f) {
   send(f, true).finally(() => { document.body.dataset.pending = "0"; });
 }
 
-// The box of ink the server found, over the image, in percent of the image's own size.
-function showBox(input) {
+// The box of ink the server found (a number: each character's), over the image, in percent of
+// the image's own size.
+function showBox(input, boxes) {
   const frame = $("upload-frame"); // the image's own shape, as large as fits the square
   frame.style.aspectRatio = `${input.width} / ${input.height}`;
   frame.style.width = `min(100%, ${(100 * input.width / input.height).toFixed(2)}cqw)`;
   const box = $("upload-box");
+  let layer = frame.querySelector(".boxes");
+  if (!layer) { layer = document.createElement("div"); layer.className = "boxes"; frame.append(layer); }
+  drawBoxes(layer, input, boxes);
   if (!input.box) { box.hidden = true; return; }
   const [left, top, right, bottom] = input.box;
   box.style.left = (100 * left / input.width) + "%";
@@ -334,6 +461,8 @@ document.addEventListener("drop", (e) => {
 });
 
 $("clear").addEventListener("click", clearPad);
+$("kind-char").addEventListener("click", () => setKind("char"));
+$("kind-number").addEventListener("click", () => setKind("number"));
 $("undo").addEventListener("click", undo);
 $("brush").addEventListener("input", () => { $("brush-size").textContent = $("brush").value; });
 document.addEventListener("keydown", (e) => {
@@ -352,6 +481,7 @@ async function start() {
     const h = await r.json();
     classes = h.classes;
     maxUpload = h.max_upload || 0;
+    collect = Boolean(h.collect);
     $("model").textContent = `${h.model || "model"} trained on ${h.dataset}, ${classes.length} classes` +
       (h.test_accuracy ? `, ${(100 * h.test_accuracy).toFixed(2)}% test accuracy` : "");
     if (maxUpload) $("limit").textContent = `up to ${megabytes(maxUpload)}; PNG, JPEG, HEIC, WebP, GIF, BMP, TIFF`;
@@ -361,6 +491,8 @@ async function start() {
   }
   for (const el of document.querySelectorAll(".noun")) el.textContent = noun();
   buildBars();
+  buildCorrect();
+  document.body.dataset.kind = kind;
   idle();
   document.body.dataset.ready = "1";
 }
