@@ -39,7 +39,7 @@ def test_finetune_learns_the_corrections_and_writes_a_calibrated_checkpoint(synt
     m = json.loads((out / "metrics.json").read_text())
     assert m["corrections"] == 60 and m["held_out"] == 10 and m["trained_on"] == 50
     assert m["after"]["held_out_accuracy"] > m["before"]["held_out_accuracy"]
-    assert m["after"]["test_accuracy"] is not None and m["steps"] == 120
+    assert m["after"]["dataset_accuracy"] is not None and m["scored_on"] == "test" and m["steps"] == 120
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt.card.calibrated and ckpt.meta["finetune"]["after"] == m["after"]
     assert "held-out corrections" in (out / "report.md").read_text()

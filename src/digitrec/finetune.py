@@ -75,9 +75,10 @@ def _train(model, card, user_x, user_y, replay_x, replay_y, cfg: FinetuneConfig,
 
 
 def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: FinetuneConfig = FinetuneConfig(),
-             dataset=None, log=print) -> dict:
+             dataset=None, log=print, score_on: str = "test") -> dict:
     """Fine-tune `checkpoint` on the corrections folder `data`; writes out/best.pt (calibrated),
-    out/metrics.json and out/report.md; returns the metrics."""
+    out/metrics.json and out/report.md; returns the metrics. The dataset accuracy before and
+    after is on its test split, or (`score_on="val"`, for choosing options) its validation split."""
     t0 = time.perf_counter()
     cfg.check()
     ckpt = load_checkpoint(checkpoint)
@@ -94,8 +95,10 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     user_x, user_y = torch.from_numpy(images), torch.from_numpy(labels)
     held_x, held_y = user_x[held], user_y[held]
 
+    x_eval, y_eval = (ds.test_x, ds.test_y) if score_on == "test" else (ds.train_x[va], ds.train_y[va])
+
     def measure() -> dict:
-        return {"test_accuracy": _accuracy(model, ds.test_x, ds.test_y, card, cfg.device),
+        return {"dataset_accuracy": _accuracy(model, x_eval, y_eval, card, cfg.device),
                 "held_out_accuracy": _accuracy(model, held_x, held_y, card, cfg.device)}
 
     before = measure()
@@ -104,7 +107,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     after = measure()
     val_logits = logits_of(model, ds.train_x[va], card, cfg.device)
     calibration = calibrate(val_logits, ds.train_y[va])
-    metrics = {"before": before, "after": after, "corrections": len(labels), "trained_on": len(kept),
+    metrics = {"before": before, "after": after, "scored_on": score_on, "corrections": len(labels), "trained_on": len(kept),
                "held_out": len(held), "steps": steps, "val_accuracy": float((val_logits.argmax(1) == ds.train_y[va])
                                                                              .float().mean()),
                "seconds": time.perf_counter() - t0, "config": dataclasses.asdict(cfg), "source": str(checkpoint),
@@ -112,7 +115,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     out = Path(out)
     meta = {**ckpt.meta, "card": card.with_calibration(calibration["temperature"], calibration["threshold"]).to_json(),
             "calibration": calibration, "finetune": metrics,
-            "metrics": {**ckpt.meta.get("metrics", {}), "test_accuracy": after["test_accuracy"],
+            "metrics": {**ckpt.meta.get("metrics", {}), f"{score_on}_accuracy": after["dataset_accuracy"],
                         "val_accuracy": metrics["val_accuracy"]}}
     save_checkpoint(out / "best.pt", model, ckpt.name, ckpt.model["args"], meta)
     write_json(out / "metrics.json", metrics)
@@ -128,7 +131,7 @@ def _pct(v) -> str:
 
 def summary(m: dict, dataset: str) -> str:
     b, a = m["before"], m["after"]
-    return (f"{dataset} test accuracy {_pct(b['test_accuracy'])} -> {_pct(a['test_accuracy'])}; "
+    return (f"{dataset} {m['scored_on']} accuracy {_pct(b['dataset_accuracy'])} -> {_pct(a['dataset_accuracy'])}; "
             f"held-out corrections ({m['held_out']}) {_pct(b['held_out_accuracy'])} -> {_pct(a['held_out_accuracy'])}")
 
 
@@ -140,7 +143,7 @@ def report(m: dict, dataset: str) -> str:
         f"{m['held_out']} held out to measure; {m['steps']} steps mixed with replayed {dataset} training digits "
         f"({m['seconds']:.1f} s).", "",
         "| | before | after |", "|---|---:|---:|",
-        f"| {dataset} test accuracy | {_pct(b['test_accuracy'])} | {_pct(a['test_accuracy'])} |",
+        f"| {dataset} {m['scored_on']} accuracy | {_pct(b['dataset_accuracy'])} | {_pct(a['dataset_accuracy'])} |",
         f"| held-out corrections | {_pct(b['held_out_accuracy'])} | {_pct(a['held_out_accuracy'])} |", "",
         f"Calibrated on the {dataset} validation split ({_pct(m['val_accuracy'])} accurate): temperature "
         f"{m['calibration']['temperature']:.3f}, `unsure` below {m['calibration']['threshold']:.3f}.", ""])
