@@ -1,8 +1,11 @@
 """Whole numbers: lines of 1 to 10 MNIST digits rendered as a photo or scan would show them,
 read by `digitrec read --json` (the path a user takes), scored against the digits written.
 
-    python benchmarks/numbers.py                      # test digits: the table for the README
-    python benchmarks/numbers.py --split val --n 100  # validation digits: what choices are made on
+    python benchmarks/whole_numbers.py                      # test digits: the table for the README
+    python benchmarks/whole_numbers.py --split val --n 100  # validation digits: what choices are made on
+
+(Not benchmarks/numbers.py: run as a script, a file of that name in benchmarks/ would stand in
+for the standard library's `numbers`, which numpy imports, in every benchmark.)
 
 Lines are built by scenes.render_line from MNIST digits (test digits by default, never
 trained on; `--split val` takes the validation split of the training digits instead, which is
@@ -18,16 +21,11 @@ and the share answered `unsure`; then, for 4-digit numbers, the same by overlap.
 
 from __future__ import annotations
 
-import sys
-
-# This file's folder comes first on the path when it runs as a script, and this file's name
-# would then hide the standard library's `numbers` (which numpy imports): look there last.
-sys.path.append(sys.path.pop(0))
-
 import argparse
 import contextlib
 import io
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
