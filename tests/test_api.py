@@ -24,7 +24,7 @@ from synth import render
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from digitrec.serve import create_app  # noqa: E402
+from digitrec.server.app import create_app  # noqa: E402
 
 MAX_UPLOAD = 300_000
 

@@ -77,7 +77,7 @@ def serving(app):
 def server(checkpoint):
     pytest.importorskip("uvicorn")
     from digitrec.inference.predictor import Predictor
-    from digitrec.serve import create_app
+    from digitrec.server.app import create_app
 
     with serving(create_app(Predictor(checkpoint), max_upload=MAX_UPLOAD)) as url:
         yield url
@@ -307,7 +307,7 @@ def test_number_mode_reads_the_whole_number_with_a_box_per_digit(page):
 def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_path):
     from digitrec.corrections import Corrections
     from digitrec.inference.predictor import Predictor
-    from digitrec.serve import create_app
+    from digitrec.server.app import create_app
 
     predictor = Predictor(checkpoint)
     folder = Corrections(tmp_path / "corrections", tuple(predictor.classes))

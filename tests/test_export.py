@@ -172,7 +172,7 @@ def test_predict_and_serve_with_the_onnx_backend(exported, test_digits, tmp_path
     from fastapi.testclient import TestClient
 
     from digitrec.inference.predictor import Predictor
-    from digitrec.serve import create_app
+    from digitrec.server.app import create_app
 
     client = TestClient(create_app(Predictor(exported[0], backend="onnx")))
     assert client.get("/api/health").json()["backend"] == "onnx"

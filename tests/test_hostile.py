@@ -285,7 +285,7 @@ def client(synth_run):
     from fastapi.testclient import TestClient
 
     from digitrec.inference.predictor import Predictor
-    from digitrec.serve import create_app
+    from digitrec.server.app import create_app
 
     app = create_app(Predictor(synth_run / "best.pt"), max_upload=1_000_000, max_concurrency=2)
     with TestClient(app, raise_server_exceptions=False) as c:

@@ -1,5 +1,5 @@
-"""`digitrec serve`: the HTTP API and the drawing page (digitrec.serve builds the app,
-digitrec.connections guards the connections)."""
+"""`digitrec serve`: the HTTP API and the drawing page (digitrec.server.app builds the app,
+digitrec.server.connections guards the connections)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _limits(args):
-    from ..connections import ConnectionLimits
+    from ..server.connections import ConnectionLimits
 
     for name in LIMITS:
         if getattr(args, name) <= 0:
@@ -64,10 +64,10 @@ def run(args) -> int:
     require("serve", "`digitrec serve`")
     import uvicorn
 
-    from ..connections import guarded_protocol
+    from ..server.connections import guarded_protocol
     from ..inference.decode import give_freed_memory_back
     from ..inference.predictor import Predictor
-    from ..serve import create_app
+    from ..server.app import create_app
     from ..util import say
 
     limits = _limits(args)

@@ -20,7 +20,7 @@ import tempfile
 from typing import Callable, TypeVar
 
 from .connections import ConnectionLimits
-from .inference.decode import BUDGET, decoded_cost
+from ..inference.decode import BUDGET, decoded_cost
 
 QUEUE_SECONDS = 30.0  # a request waiting longer than this for a free slot gets 503
 LIGHT_BYTES = 16 * 2**20  # images decoding to at most this (a 2 MP photo, any drawing) queue apart

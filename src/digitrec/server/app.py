@@ -33,9 +33,9 @@ import typing
 from importlib import resources
 
 from .connections import ConnectionLimits
-from .errors import PreprocessError
-from .inference.decode import MAX_BYTES, MAX_PIXELS
-from .inference.predictor import Answer
+from ..errors import PreprocessError
+from ..inference.decode import MAX_BYTES, MAX_PIXELS
+from ..inference.predictor import Answer
 from .uploads import ApiError, ClientGone, ImageQueue, UploadMemory
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
@@ -189,7 +189,7 @@ def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4,
     (a corrections.Corrections) turns on /api/feedback."""
     from fastapi import FastAPI
 
-    from . import __version__
+    from .. import __version__
 
     if max_upload < 1 or max_concurrency < 1:
         raise ValueError("--max-upload and --max-concurrency must be at least 1")
@@ -219,8 +219,8 @@ def _image_info(pre) -> dict:
 
 def _explanation(predictor, image: bytes, pre, answer) -> dict | None:
     """What the answer rests on, and why not the runner-up, as base64 PNGs (inference/explain.py)."""
-    from .inference.decode import decode
-    from .inference.explain import explain_answer
+    from ..inference.decode import decode
+    from ..inference.explain import explain_answer
 
     got = explain_answer(decode(image)[0], pre.image, pre.box, answer, predictor)
     return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in got.items()} or None
@@ -256,7 +256,7 @@ def _predict_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
 def _read_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
     from fastapi import Query, Request
 
-    from .inference.reader import read
+    from ..inference.reader import read
 
     @app.post("/api/read", summary="Read every character in one image: a number, a code, several lines",
               openapi_extra=openapi_extra(queue.max_upload), responses=ERRORS, response_model=reading_model())
@@ -295,9 +295,9 @@ def _keep(predictor, collect, image: bytes, label: str, is_input: bool, original
     """Add one correction: the model's input made from `image` (or `image` itself, a 28x28 input)."""
     import numpy as np
 
-    from .corrections import CorrectionsFull
-    from .inference.decode import decode, luminance, to_pixels
-    from .inference.preprocess import preprocess
+    from ..corrections import CorrectionsFull
+    from ..inference.decode import decode, luminance, to_pixels
+    from ..inference.preprocess import preprocess
 
     if is_input:
         im = decode(image, max_upload, max_pixels)[0]
