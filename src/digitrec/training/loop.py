@@ -136,6 +136,16 @@ class Run:
     model_args: dict
     meta: dict  # the metadata every checkpoint of this run carries
     log: Callable[[str], None]
+    phases: dict = dataclasses.field(default_factory=dict)  # seconds spent in each part of the run
+
+    @contextmanager
+    def timed(self, phase: str):
+        """Add the seconds the block takes (the device caught up at both ends) to `phases[phase]`."""
+        t = clock(self.device)
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + clock(self.device) - t
 
     @property
     def n_epochs(self) -> int:
@@ -191,7 +201,9 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
     check_model(cfg.model, cfg.model_args)  # an unknown model fails before the data loads
     distributed.start(device)
     torch.manual_seed(cfg.seed)
+    t = clock()
     ds = data if data is not None else load(cfg.dataset, cfg.data_dir)
+    loaded = clock() - t
     x_train, y_train, x_val, y_val = _data(cfg, ds, device)
     model_args = dict(cfg.model_args, num_classes=ds.spec.num_classes)
     model = create_model(cfg.model, **model_args).to(device)
@@ -217,7 +229,7 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
                torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
                torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
                steps_per_epoch, total_steps, model_args, meta,
-               (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True)))
+               (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True)), {"data": loaded})
 
 
 def start_or_resume(run: Run, resume: bool) -> TrainState:
@@ -296,7 +308,8 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
     state = start_or_resume(run, resume)
     run.model = distributed.wrap(run.model)
     run.forward = torch.compile(run.model) if cfg.compile else run.model
-    step, warmup_seconds = warm_up(run)
+    run.phases["set-up"] = clock(run.device) - t_start - run.phases["data"]
+    step, run.phases["warm-up"] = warm_up(run)
     with interrupt_flag() as interrupted:
         for epoch in range(state.epoch, run.n_epochs):
             trained = state.train_time
@@ -306,7 +319,7 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
     distributed.finish()
     if distributed.dist_info()[0] != 0:
         return {}
-    return finish(run, state, clock(run.device) - t_start, warmup_seconds)
+    return finish(run, state, t_start)
 
 
 def train_epoch(run: Run, step_fn, state: TrainState, epoch: int, interrupted: list, observe,
@@ -369,51 +382,60 @@ def end_epoch(run: Run, state: TrainState, epoch: int, seconds: float) -> None:
            "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
            "val_loss": float("nan"), "val_accuracy": float("nan"), "epoch_seconds": seconds}
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == run.n_epochs:
-        vm = metrics_from_logits(logits_of(run.eval_model(), run.x_val, run.card, run.device), run.y_val,
-                                 run.card.num_classes)
+        with run.timed("validation"):
+            vm = metrics_from_logits(logits_of(run.eval_model(), run.x_val, run.card, run.device), run.y_val,
+                                     run.card.num_classes)
         row["val_loss"], row["val_accuracy"] = vm.loss, vm.accuracy
         better = (vm.accuracy, -vm.loss) > (state.best["val_accuracy"], -state.best["val_loss"])
         if better if cfg.keep == "best" else epoch + 1 == run.n_epochs:
             state.best = {"val_accuracy": vm.accuracy, "val_loss": vm.loss, "epoch": epoch + 1}
-            run.save("best.pt", {"epoch": epoch + 1, "val": vm.to_json()})
+            with run.timed("checkpoints"):
+                run.save("best.pt", {"epoch": epoch + 1, "val": vm.to_json()})
     state.history.append(row)
-    run.save("last.pt", {"epoch": epoch + 1}, capture(run, state, epoch + 1, 0, []))
-    write_history(run.out, state.history, state.step_losses)
+    with run.timed("checkpoints"):
+        run.save("last.pt", {"epoch": epoch + 1}, capture(run, state, epoch + 1, 0, []))
+        write_history(run.out, state.history, state.step_losses)
     run.log(f"epoch {epoch + 1:>3}/{run.n_epochs}  train loss {row['train_loss']:.4f}  "
             f"val loss {row['val_loss']:.4f}  val acc {100 * row['val_accuracy']:.2f}%  "
             f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s")
 
 
-def finish(run: Run, state: TrainState, wall: float, warmup: float = 0.0) -> dict:
+def finish(run: Run, state: TrainState, t_start: float) -> dict:
     """Score the kept checkpoint, reloaded from disk, on every split; calibrate it on validation;
-    write metrics.json, and the calibrated card and metrics into best.pt."""
-    model, ckpt = load_model(run.out / "best.pt")
-    model.to(run.device)
-    ds, card, cfg = run.ds, ckpt.card, run.cfg
+    write metrics.json (with where the run's time went), and the calibrated card and metrics
+    into best.pt."""
+    ds, cfg = run.ds, run.cfg
     tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    scores, logits = {}, {}
-    for name, x, y in (("train", ds.train_x[tr], ds.train_y[tr]), ("val", ds.train_x[va], ds.train_y[va]),
-                       ("test", ds.test_x, ds.test_y)):
-        logits[name] = logits_of(model, x, card, run.device)
-        scores[name] = metrics_from_logits(logits[name], y, card.num_classes).to_json()
-    calibration = calibrate(logits["val"], ds.train_y[va])
+    with run.timed("scoring"):
+        model, ckpt = load_model(run.out / "best.pt")
+        model.to(run.device)
+        card, scores, logits = ckpt.card, {}, {}
+        for name, x, y in (("train", ds.train_x[tr], ds.train_y[tr]), ("val", ds.train_x[va], ds.train_y[va]),
+                           ("test", ds.test_x, ds.test_y)):
+            logits[name] = logits_of(model, x, card, run.device)
+            scores[name] = metrics_from_logits(logits[name], y, card.num_classes).to_json()
+        calibration = calibrate(logits["val"], ds.train_y[va])
+    run.phases["training"] = state.train_time
+    wall = clock(run.device) - t_start
     metrics = {
         "model": ckpt.model, "parameters": ckpt.meta["parameters"], "best_epoch": state.best["epoch"],
         **{f"{k}_loss": v["loss"] for k, v in scores.items()},
         **{f"{k}_accuracy": v["accuracy"] for k, v in scores.items()},
         "per_class_accuracy": dict(zip(card.classes, scores["test"]["per_class_accuracy"])),
         "confusion": scores["test"]["confusion"],
-        "train_seconds": state.train_time, "warmup_seconds": warmup, "wall_seconds": wall,
-        "seed": cfg.seed, "calibration": calibration, "dataset": ckpt.meta["dataset"],
+        "train_seconds": state.train_time, "warmup_seconds": run.phases["warm-up"], "wall_seconds": wall,
+        "phases": run.phases, "seed": cfg.seed, "calibration": calibration, "dataset": ckpt.meta["dataset"],
         **ckpt.meta["environment"],
     }
-    write_json(run.out / "metrics.json", metrics)
-    # The metrics travel inside the best checkpoint too, so it stands on its own.
-    calibrated = card.with_calibration(calibration["temperature"], calibration["threshold"])
-    ckpt_meta = {**ckpt.meta, "card": calibrated.to_json(), "calibration": calibration,
-                 "metrics": {k: metrics[k] for k in ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")}}
-    save_checkpoint(run.out / "best.pt", model, ckpt.name, ckpt.model["args"], ckpt_meta)
+    with run.timed("writing"):
+        write_json(run.out / "metrics.json", metrics)
+        # The metrics travel inside the best checkpoint too, so it stands on its own.
+        calibrated = card.with_calibration(calibration["temperature"], calibration["threshold"])
+        ckpt_meta = {**ckpt.meta, "card": calibrated.to_json(), "calibration": calibration,
+                     "metrics": {k: metrics[k] for k in ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")}}
+        save_checkpoint(run.out / "best.pt", model, ckpt.name, ckpt.model["args"], ckpt_meta)
     chosen = "best" if cfg.keep == "best" else "kept"
     run.log(f"{chosen} epoch {state.best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
-            f"test acc {100 * metrics['test_accuracy']:.2f}%  ({state.train_time:.1f}s training, {wall:.1f}s in all)")
+            f"test acc {100 * metrics['test_accuracy']:.2f}%  ({state.train_time:.1f}s training, {wall:.1f}s in all: "
+            + ", ".join(f"{v:.1f}s {k}" for k, v in run.phases.items() if k != "training") + ")")
     return metrics
