@@ -40,8 +40,15 @@ def reliability(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> dict:
             "accuracy": torch.where(nz, acc_sum / count.clamp(min=1), 0).tolist()}
 
 
-def unsure_threshold(probs: torch.Tensor, y: torch.Tensor, floor: float = 0.5) -> dict:
-    """The lowest confidence threshold whose accepted answers make at most half the errors.
+MAX_FLAGGED = 0.01  # never flag more than this share of the validation digits
+
+
+def unsure_threshold(probs: torch.Tensor, y: torch.Tensor, floor: float = 0.5,
+                     max_flagged: float = MAX_FLAGGED) -> dict:
+    """The lowest confidence threshold whose accepted answers make at most half the errors,
+    unless that flags more than `max_flagged` of all answers: then the threshold that flags
+    just that many (a model that is wrong rarely, and unsure of many right answers, would
+    otherwise nag). Never below `floor`.
 
     Predictions below it are flagged `unsure`. Chosen on validation data: sorting by
     confidence, we flag the least confident answers until half of all errors are flagged.
@@ -54,6 +61,7 @@ def unsure_threshold(probs: torch.Tensor, y: torch.Tensor, floor: float = 0.5) -
     order = conf.argsort()
     caught = wrong[order].cumsum(0)
     k = int((caught >= (n_wrong + 1) // 2).nonzero()[0])  # index of the flagged sample that reaches half
+    k = min(k, int(max_flagged * len(conf)))  # ...but no more than the cap of flagged answers
     threshold = max(float(conf[order][k]) + 1e-6, floor)
     flagged = conf < threshold
     return {"threshold": threshold, "flagged": float(flagged.float().mean()),
