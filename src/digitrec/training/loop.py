@@ -36,7 +36,7 @@ from .config import TrainConfig
 from .state import TrainState
 
 
-OUTLIER_BANK = 12_000  # shapes in the --outliers bank: 4,000 of each kind
+OUTLIER_BANK = 12_000  # shapes in the --outliers bank: 6,000 of each kind
 
 
 class TrainingInterrupted(Exception):

@@ -1,18 +1,20 @@
 """Shapes that are not one character, for teaching a model to say so (outlier exposure).
 
 A model trained only on digits answers every input with some digit, confidently: a dot, a
-blob, the letter K, half of a 0, or a 3 and a 1 that touch. Trained besides on such shapes
-with a target of equal probabilities for every class (Hendrycks et al., "Deep anomaly
-detection with outlier exposure", 2019), it spreads its answer instead, so its confidence
-falls below the `unsure` threshold; and the whole-number reader can tell a good cut between
-two touching digits from a bad one by how confidently the model reads the parts.
+blob, the letter K, or a 3 and a 1 that touch. Trained besides on such shapes with a target of
+equal probabilities for every class (Hendrycks et al., "Deep anomaly detection with outlier
+exposure", 2019), it spreads its answer instead, so its confidence falls below the `unsure`
+threshold; and the whole-number reader can tell a good cut between two touching digits from
+a bad one (reading them as one) by how confidently the model reads the result.
 
 The bank holds, as 28x28 model inputs made the way preprocessing makes them:
-    fragment   a vertical slice (a third to two thirds) of a training digit
     pair       two training digits side by side, touching or overlapping, as one shape
     shape      a dot, blob, frame, scribble, or a letter that resembles no digit, in a font or
                by hand (scenes.non_digit)
-Only training-split digits are used; the validation split stays unseen.
+Only training-split digits are used; the validation split stays unseen. Slices of digits were
+tried too, and left out: too many of them are digits (a slice of a 7 is a 1, of a 9 a 7), and
+the model learned to doubt those (validation: 65% -> 15% of such slices answered `ok`, but
+validation accuracy 99.34% -> 99.10%, 4-epoch probes).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from ..inference.preprocess import fit, thicken
 
-KINDS = ("fragment", "pair", "shape")
+KINDS = ("pair", "shape")
 
 
 def _glyph(digit: np.ndarray) -> np.ndarray:
@@ -38,16 +40,6 @@ def model_input(ink: np.ndarray) -> np.ndarray | None:
         return None
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     return np.round(fit(*thicken(ink, box)) * 255).astype(np.uint8)
-
-
-def fragment(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    g = _glyph(digit)
-    w = g.shape[1]
-    keep = int(round(w * rng.uniform(0.3, 0.65)))
-    if keep < 2 or w - keep < 2:
-        return None
-    part = g[:, :keep] if rng.random() < 0.5 else g[:, -keep:]
-    return model_input(np.pad(part, 4))
 
 
 def pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
@@ -77,10 +69,7 @@ def bank(digits: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     x = digits.numpy()
     out: list[np.ndarray] = []
     while len(out) < n:
-        kind = KINDS[len(out) % len(KINDS)]
-        if kind == "fragment":
-            got = fragment(x[rng.integers(len(x))], rng)
-        elif kind == "pair":
+        if KINDS[len(out) % len(KINDS)] == "pair":
             got = pair(x[rng.integers(len(x))], x[rng.integers(len(x))], rng)
         else:
             got = shape(rng)
