@@ -18,7 +18,8 @@ from PIL import Image
 from digitrec.checkpoint import load_model
 from digitrec.errors import CheckpointError, UserError
 from digitrec.cli.main import main
-from digitrec.cli.predict import ascii_art, find_images
+from digitrec.cli.files import find_images
+from digitrec.cli.predict import ascii_art
 from digitrec.inference.backends import resolve_backend
 from digitrec.inference.predictor import Predictor
 from digitrec.inference.preprocess import preprocess

@@ -148,3 +148,30 @@ class Output:
         if n > 1 or c["failed"] or c["skipped"]:
             print(f"{n} image{'s' * (n != 1)}: {c['ok']} ok, {c['unsure']} unsure, {c['blank']} blank, "
                   f"{c['failed']} failed" + (f"; {c['skipped']} skipped" if c["skipped"] else ""), file=sys.stderr)
+
+
+def run_over_files(args, csv_header, work) -> int:
+    """The frame of `predict` and `read`: check the options, find the files (listing the ones
+    skipped), read standard input, load the model once, open the output in the format asked
+    for, then `work(predictor, out, files, stdin)`. Exit 0 when every file was read, 1 when any
+    could not be or was skipped (2, for usage errors, comes from main)."""
+    from ..inference.predictor import Predictor
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
+    files, skipped = find_images(args.paths)
+    if not files and not skipped:
+        raise UserError("no image files found in " + ", ".join(str(p) for p in args.paths)
+                        + f" (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    stdin = read_stdin(files)
+    predictor = Predictor(args.checkpoint, backend=args.backend, device=args.device)
+    out = Output("json" if args.json else "csv" if args.csv else "text", csv_header(predictor.classes))
+    for path, why in skipped:
+        out.skipped(path, why)
+    try:
+        work(predictor, out, files, stdin)
+    except BrokenPipeError:  # `digitrec ... | head`: the reader has gone, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    out.summary(len(files) + len(skipped))
+    return 1 if out.counts["failed"] or out.counts["skipped"] else 0

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..inference.decode import IMAGE_SUFFIXES
-from .files import EXPLAIN_SUFFIX, PREVIEW_SUFFIX, STDIN, Output, find_images, read_stdin, write_beside
+from .files import EXPLAIN_SUFFIX, PREVIEW_SUFFIX, STDIN, run_over_files, write_beside
 from .options import model_args
 
 BATCH = 256  # images per forward pass
@@ -56,46 +52,33 @@ def _save_preview(path: Path, pre) -> tuple[dict, str | None]:
 
 
 def run(args) -> int:
-    """Exit 0 when every file was read, 1 when any could not be or was skipped (2 on usage
-    errors, from main)."""
+    from ..inference.predictor import Answer
+
+    return run_over_files(args, Answer.csv_header, lambda *a: _answer_all(args, *a))
+
+
+def _answer_all(args, predictor, out, files: list[Path], stdin: bytes | None) -> None:
+    """Preprocess the files a batch at a time, answer each batch in one forward pass."""
     from ..errors import PreprocessError
-    from ..inference.predictor import Answer, Predictor
     from ..inference.preprocess import preprocess
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
-    files, skipped = find_images(args.paths)
-    if not files and not skipped:
-        raise UserError("no image files found in " + ", ".join(str(p) for p in args.paths)
-                        + f" (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    stdin = read_stdin(files)
-    predictor = Predictor(args.checkpoint, backend=args.backend, device=args.device)
-    out = Output("json" if args.json else "csv" if args.csv else "text", Answer.csv_header(predictor.classes))
-    for path, why in skipped:
-        out.skipped(path, why)
     k = min(args.top_k, len(predictor.classes))
-    try:
-        for start in range(0, len(files), BATCH):
-            chunk = []  # (path, Preprocessed or the error message), in the order given
-            for path in files[start : start + BATCH]:
-                try:
-                    chunk.append((path, preprocess(stdin if path == STDIN else path)))
-                except PreprocessError as e:
-                    chunk.append((path, str(e)))
-            answers = iter(predictor.predict([pre.image for _, pre in chunk if not isinstance(pre, str)], top_k=k))
-            for path, pre in chunk:
-                if isinstance(pre, str):
-                    out.error(path, pre)
-                    continue
-                answer = next(answers)
-                extra, error = _save_preview(path, pre) if args.save_preview else ({}, None)
-                if args.explain and error is None:
-                    more, error = _explain(path, pre, answer, predictor)
-                    extra.update(more)
-                out.result(path, answer, extra, error, ascii_art(pre.image) if args.show else None)
-            out.out.flush()
-    except BrokenPipeError:  # `digitrec predict ... | head`: the reader has gone, stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    out.summary(len(files) + len(skipped))
-    return 1 if out.counts["failed"] or out.counts["skipped"] else 0
+    for start in range(0, len(files), BATCH):
+        chunk = []  # (path, Preprocessed or the error message), in the order given
+        for path in files[start : start + BATCH]:
+            try:
+                chunk.append((path, preprocess(stdin if path == STDIN else path)))
+            except PreprocessError as e:
+                chunk.append((path, str(e)))
+        answers = iter(predictor.predict([pre.image for _, pre in chunk if not isinstance(pre, str)], top_k=k))
+        for path, pre in chunk:
+            if isinstance(pre, str):
+                out.error(path, pre)
+                continue
+            answer = next(answers)
+            extra, error = _save_preview(path, pre) if args.save_preview else ({}, None)
+            if args.explain and error is None:
+                more, error = _explain(path, pre, answer, predictor)
+                extra.update(more)
+            out.result(path, answer, extra, error, ascii_art(pre.image) if args.show else None)
+        out.out.flush()

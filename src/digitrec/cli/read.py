@@ -3,13 +3,9 @@ reading order, with each character's box."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-from ..errors import UserError
-from ..inference.decode import IMAGE_SUFFIXES
-from .files import EXPLAIN_SUFFIX, STDIN, Output, find_images, read_stdin, write_beside
+from .files import EXPLAIN_SUFFIX, STDIN, run_over_files, write_beside
 from .options import model_args
 
 
@@ -26,40 +22,27 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    """Exit 0 when every file was read, 1 when any could not be or was skipped (2 on usage errors)."""
+    from ..inference.reader import Reading
+
+    return run_over_files(args, Reading.csv_header, lambda *a: _read_all(args, *a))
+
+
+def _read_all(args, predictor, out, files: list[Path], stdin: bytes | None) -> None:
     from ..errors import PreprocessError
-    from ..inference.predictor import Predictor
-    from ..inference.reader import Reading, read
+    from ..inference.reader import read
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, not {args.top_k}")
-    files, skipped = find_images(args.paths)
-    if not files and not skipped:
-        raise UserError("no image files found in " + ", ".join(str(p) for p in args.paths)
-                        + f" (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    stdin = read_stdin(files)
-    predictor = Predictor(args.checkpoint, backend=args.backend, device=args.device)
-    out = Output("json" if args.json else "csv" if args.csv else "text", Reading.csv_header(predictor.classes))
-    for path, why in skipped:
-        out.skipped(path, why)
-    try:
-        for path in files:
-            try:
-                reading = read(stdin if path == STDIN else path, predictor, top_k=args.top_k)
-            except PreprocessError as e:
-                out.error(path, str(e))
-                continue
-            extra, error = _explain(path, reading, predictor, stdin) if args.explain else ({}, None)
-            out.result(path, reading, extra, error)
-            out.out.flush()
-    except BrokenPipeError:  # `digitrec read ... | head`: the reader has gone, stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    out.summary(len(files) + len(skipped))
-    return 1 if out.counts["failed"] or out.counts["skipped"] else 0
+    for path in files:
+        try:
+            reading = read(stdin if path == STDIN else path, predictor, top_k=args.top_k)
+        except PreprocessError as e:
+            out.error(path, str(e))
+            continue
+        extra, error = _explain(path, reading, predictor) if args.explain else ({}, None)
+        out.result(path, reading, extra, error)
+        out.out.flush()
 
 
-def _explain(path: Path, reading, predictor, stdin) -> tuple[dict, str | None]:
+def _explain(path: Path, reading, predictor) -> tuple[dict, str | None]:
     """Write the explanation picture beside the image: (JSON extra, error or None)."""
     from ..inference.explain import explain_reading
 
