@@ -57,3 +57,16 @@ def model_args(p: argparse.ArgumentParser) -> None:
                         "installed and the model is an .onnx file, as the pretrained one is, else PyTorch")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu",
                    help="where the torch backend runs")
+
+
+def image_args(p: argparse.ArgumentParser, top_k: tuple[int, str], csv: str, explain: str) -> None:
+    """The options of a command that answers images (predict, read): the files, the model, how
+    many guesses, the output format, and the explanation pictures."""
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="image files or folders (searched recursively); - reads one image from standard input")
+    model_args(p)
+    p.add_argument("--top-k", type=int, default=top_k[0], help=top_k[1])
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object per image, a line each")
+    fmt.add_argument("--csv", action="store_true", help=csv)
+    p.add_argument("--explain", action="store_true", help=f"write <name><ext>.explain.png beside each image: {explain}")

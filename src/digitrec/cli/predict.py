@@ -7,24 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from .files import EXPLAIN_SUFFIX, PREVIEW_SUFFIX, STDIN, run_over_files, write_beside
-from .options import model_args
+from .options import image_args
 
 BATCH = 256  # images per forward pass
 
 
 def add_arguments(p) -> None:
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="image files or folders (searched recursively); - reads one image from standard input")
-    model_args(p)
-    p.add_argument("--top-k", type=int, default=1, help="how many best guesses to print")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON object per line")
-    fmt.add_argument("--csv", action="store_true", help="CSV with all class probabilities")
+    image_args(p, (1, "how many best guesses to print"), "CSV with all class probabilities",
+               "what the answer rests on, and why not the runner-up")
     p.add_argument("--save-preview", action="store_true",
                    help="write the 28x28 model input next to each image as <name><ext>.preview.png")
-    p.add_argument("--explain", action="store_true",
-                   help="write <name><ext>.explain.png beside each image: what the answer rests on, "
-                        "and why not the runner-up")
     p.add_argument("--show", action="store_true",
                    help="print the 28x28 model input as text under each answer (text output only)")
 

@@ -6,19 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .files import EXPLAIN_SUFFIX, STDIN, run_over_files, write_beside
-from .options import model_args
+from .options import image_args
 
 
 def add_arguments(p) -> None:
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                   help="image files or folders (searched recursively); - reads one image from standard input")
-    model_args(p)
-    p.add_argument("--top-k", type=int, default=3, help="best guesses listed for each character (JSON)")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON object per image")
-    fmt.add_argument("--csv", action="store_true", help="CSV, one row per character, with all class probabilities")
-    p.add_argument("--explain", action="store_true",
-                   help="write <name><ext>.explain.png beside each image: what each character's answer rests on")
+    image_args(p, (3, "best guesses listed for each character (JSON)"),
+               "CSV, one row per character, with all class probabilities", "what each character's answer rests on")
 
 
 def run(args) -> int:
