@@ -23,7 +23,6 @@ The steps, in order (the first three in decode.py):
 from __future__ import annotations
 
 import io
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +36,13 @@ MIN_CONTRAST = 0.08  # ink must differ from the background by 8% of full scale, 
 NOISE_SIGMAS = 3.0  # background noise below this many robust standard deviations is removed
 EDGE = 0.5  # the ink's edge is where it covers half a pixel: the box is measured there
 SPECK = 0.03  # ink blobs lighter than 3% of the largest blob are specks, ignored for the box
+STRUCTURE = 0.3  # ink at least this strong is looked at for rule lines and edge things
+PAPER_SCALE = 0.25  # bright (ink) structures narrower than this share of the shorter side are not paper
+LINE_SPAN = 0.9  # a rule line runs across at least 90% of the image...
+LINE_THICK = 0.04  # ...and is at most 4% of the image (or 4 px) thick...
+LINE_INK = 0.2  # ...holding at least this much ink on average along it (dashed or faint)
+MIN_PART = 0.025  # blobs smaller than this share of the image's shorter side are specks
+BORDER_SPAN = 0.5  # an edge thing touches a side along at least half its length
 BOX = 20  # the longer side of the ink's box in the 28x28 output, as in MNIST
 MIN_STROKE = 1.0  # strokes estimated thinner than this many output pixels (MNIST's: 2 to 4)...
 STROKE = 2.5  # ...are thickened to this many, so a fine pen or pencil on a big image stays visible
@@ -80,72 +86,198 @@ def _supported_extremes(a: np.ndarray) -> tuple[float, float]:
     return float(np.maximum(a, near_min).min()), float(np.minimum(a, near_max).max())
 
 
+def noise_sigma(a: np.ndarray) -> float:
+    """The standard deviation of a float image's pixel noise, from its second differences
+    (Immerkaer 1996, made robust with a median): smooth shading, blurred strokes and flat
+    ink add nothing, so ink covering most of the frame does not pass for noise."""
+    if min(a.shape) < 3:
+        return 0.0
+    lap = (a[:-2, :-2] - 2 * a[:-2, 1:-1] + a[:-2, 2:] - 2 * a[1:-1, :-2] + 4 * a[1:-1, 1:-1]
+           - 2 * a[1:-1, 2:] + a[2:, :-2] - 2 * a[2:, 1:-1] + a[2:, 2:])
+    return float(np.median(np.abs(lap))) / (0.6745 * 6.0)  # the kernel's gain on white noise is 6
+
+
+def _max_pool(a: np.ndarray, f: int) -> np.ndarray:
+    """Max of f x f blocks, the partial blocks at the right and bottom edges included."""
+    h, w = a.shape
+    p = np.pad(a, ((0, -h % f), (0, -w % f)), mode="edge")
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).max((1, 3))
+
+
+def paper_level(v: np.ndarray) -> np.ndarray:
+    """The background under bright ink `v`: what is left when every bright structure narrower
+    than PAPER_SCALE of the image's shorter side is opened away (a grey opening). Lighting
+    gradients, shadows, a dark table or scan margin wider than that are background; strokes
+    are not. Big images are opened on a copy shrunk by taking each block's maximum, so the
+    background never dips below a dark surround's edge, then enlarged back."""
+    from scipy import ndimage
+
+    h, w = v.shape
+    f = max(1, min(h, w) // 128)
+    small = _max_pool(v, f) if f > 1 else ndimage.uniform_filter(v, 3, mode="nearest")
+    # Wider than three strokes (measured in the middle, where the writing is), so that fat,
+    # blurred strokes filling a tight crop are not taken for paper; at most half the image.
+    sh, sw = small.shape
+    mid = small[sh // 4 : sh - sh // 4, sw // 4 : sw - sw // 4]
+    lo, hi = float(np.median(mid)), float(mid.max())
+    stroke = float(_stroke_width(mid > (lo + hi) / 2)) if hi > lo else 0.0
+    k = max(3, int(round(min(max(PAPER_SCALE * min(sh, sw), 3 * stroke), 0.5 * min(sh, sw)))))
+    bg = ndimage.grey_opening(small, size=(k, k), mode="nearest")
+    if f > 1:
+        bg = np.asarray(Image.fromarray(bg.astype(np.float32), "F").resize(
+            (small.shape[1] * f, small.shape[0] * f), Image.Resampling.BILINEAR), np.float32)[:h, :w]
+    return np.minimum(bg, v)
+
+
+def _lines(ink: np.ndarray) -> np.ndarray:
+    """The horizontal rule lines in `ink`: thin (at most LINE_THICK of the height, or 4 px),
+    faint or dashed runs across at least LINE_SPAN of the width, tilted a little at most.
+    Returns their pixels; where writing merges with a line (the line is locally thicker than
+    it is elsewhere) the line is left alone."""
+    from scipy import ndimage
+
+    h, w = ink.shape
+    if w < 16 or h < 8:
+        return np.zeros(ink.shape, bool)
+    mask = ndimage.binary_closing(ink >= LINE_INK, structure=np.ones((1, 7), bool))  # dashes joined
+    tall = ndimage.binary_dilation(mask, structure=np.ones((3, 1), bool))  # a tilt of a pixel stays one run
+    runs = ndimage.binary_opening(tall, structure=np.ones((1, max(8, w // 6)), bool))
+    labels, n = ndimage.label(runs, structure=np.ones((3, 3), bool))
+    found = np.zeros(ink.shape, bool)
+    thick = max(4.0, LINE_THICK * h) + 2  # the runs were made two pixels taller
+    for i, sl in enumerate(ndimage.find_objects(labels), 1):
+        span = sl[1].stop - sl[1].start
+        part = labels[sl] == i
+        if span < LINE_SPAN * w:
+            continue
+        across = part.sum(0)  # the line's thickness, column by column
+        typical = float(np.median(across[across > 0]))
+        if typical <= thick:
+            found[sl] |= part & (across <= 1.5 * typical + 1)[None, :]
+    return found & mask
+
+
+def _unline(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Ink with its rule lines (both ways) taken out, except where a stroke crosses them: where
+    ink off the lines runs into one from either side and on out the other."""
+    bands = [_lines(ink), _lines(ink.T).T]
+    if not (bands[0].any() or bands[1].any()):
+        return ink
+    off = mask & ~bands[0] & ~bands[1]
+    out = ink.copy()
+    for t, band in enumerate(bands):
+        if not band.any():
+            continue
+        b, o = (band.T, off.T) if t else (band, off)
+        down = np.zeros_like(b)  # reached from ink above
+        up = np.zeros_like(b)  # reached from ink below
+        down[1:] = o[:-1]
+        up[:-1] = o[1:]
+        for _ in range(int(max(4.0, LINE_THICK * b.shape[0])) + 4):
+            down[1:] |= down[:-1] & b[:-1]
+            up[:-1] |= up[1:] & b[1:]
+        (out.T if t else out)[b & ~(down & up)] = 0.0
+    return out
+
+
+def _unborder(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Ink with the things along the image edge taken out: a scan margin, a table edge, a form's
+    frame. Each is a blob touching the edge along at least BORDER_SPAN of a side and lying within
+    PAPER_SCALE of the edges; a digit cut tightly touches the edge only where strokes end."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return ink
+    edges = [labels[0], labels[-1], labels[:, 0], labels[:, -1]]
+    touching = np.unique(np.concatenate(edges))
+    touching = touching[touching > 0]
+    if touching.size == 0:
+        return ink
+    d = PAPER_SCALE * min(h, w)
+    y, x = np.ogrid[0:h, 0:w]
+    near = np.minimum(np.minimum(y, h - 1 - y), np.minimum(x, w - 1 - x)) < d
+    out = ink
+    boxes = ndimage.find_objects(labels)
+    for i in touching:
+        part = labels == i
+        rows, cols = boxes[i - 1]
+        extents = [cols.stop - cols.start] * 2 + [rows.stop - rows.start] * 2  # along each edge
+        contacts = [float((e == i).sum()) for e in edges]
+        # along a long stretch of a side, or along all of its own length (a strip of table)
+        solid = part[rows, cols].mean() >= 0.6  # a filled blob, not strokes
+        edge_like = any(c >= BORDER_SPAN * len(e) or (x >= 0.03 * len(e) and c >= 0.8 * x and solid)
+                        for c, e, x in zip(contacts, edges, extents))
+        if edge_like and (part & near).sum() >= 0.9 * part.sum():
+            out = out.copy() if out is ink else out
+            out[ndimage.binary_dilation(part)] = 0.0
+    return out
+
+
 def ink_map(gray: np.ndarray) -> tuple[np.ndarray, bool, bool]:
-    """(H, W) luminance -> (ink in [0, 1] with the background at 0, blank?, inverted?)."""
+    """(H, W) luminance -> (ink in [0, 1] with the paper at 0, blank?, inverted?).
+
+    The paper is modelled where paper is (paper_level), not as one value, so lighting,
+    shadows and dark surroundings drop out; the noise is measured from second differences,
+    so ink filling the frame is not taken for noise; rule lines and edge things go."""
     sample = gray[::2, ::2] if gray.size > 65536 else gray  # medians of a quarter are as good, and faster
     background = float(np.median(sample))
-    sigma = 1.4826 * float(np.median(np.abs(sample - background)))  # robust noise level (MAD)
     if min(gray.shape) >= 32:  # the extremes of strokes, not of specks
         darkest, lightest = _supported_extremes(gray)
     else:  # a tiny image: every pixel counts
         darkest, lightest = float(gray.min()), float(gray.max())
-    dark, light = background - darkest, lightest - background
-    inverted = dark > light
-    ink = (background - gray) if inverted else (gray - background)
-    level = max(dark, light)
-    floor = NOISE_SIGMAS * sigma
+    inverted = bool(background - darkest > lightest - background)
+    h, w = gray.shape
+    if min(h, w) >= 64 and not inverted:
+        # A light sheet on a dark table or scanner lid can be the minority of the frame: a light
+        # part that is large and solid (filling its box, unlike any stroke) is paper, not ink.
+        step = max(1, min(h, w) // 128)
+        light = gray[::step, ::step] > (background + lightest) / 2
+        rows, cols = np.nonzero(light.any(1))[0], np.nonzero(light.any(0))[0]
+        if rows.size:
+            box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+            inverted = bool(light.mean() >= 0.25 and light.sum() >= 0.75 * box)
+    v = (1.0 - gray) if inverted else gray.astype(np.float32)  # ink bright
+    if min(gray.shape) >= 32:
+        bg = paper_level(v)
+        ink = v - bg
+        if inverted:  # dark ink: its contrast scales with the light falling on the paper
+            light = 1.0 - bg
+            ref = float(np.quantile(light[::4, ::4], 0.9))
+            ink = ink * (ref / np.maximum(light, 0.5 * ref))
+    else:
+        ink = v - (1.0 - background if inverted else background)
+    ink = ink.astype(np.float32)
+    floor = NOISE_SIGMAS * noise_sigma(ink)
+    level = _supported_extremes(ink)[1] if min(ink.shape) >= 32 else float(ink.max())
     if level < max(MIN_CONTRAST, 2 * floor):
-        return np.zeros_like(gray), True, inverted
+        return np.zeros_like(ink), True, inverted
     ink = np.clip((ink - floor) / (level - floor), 0.0, 1.0)
-    return ink.astype(np.float32), False, inverted
+    if min(ink.shape) >= 32:
+        ink = _unline(ink, ink >= STRUCTURE)
+        ink = _unborder(ink, ink >= STRUCTURE)
+        if not (ink >= EDGE).any():
+            return np.zeros_like(ink), True, inverted
+    return ink, False, inverted
 
 
-def _components(mask: np.ndarray) -> list[tuple[int, list[tuple[int, int]]]]:
-    """8-connected components of a small boolean grid: [(size, cells)], largest first."""
-    seen = np.zeros_like(mask, dtype=bool)
-    h, w = mask.shape
-    out = []
-    for y0, x0 in zip(*np.nonzero(mask)):
-        if seen[y0, x0]:
-            continue
-        seen[y0, x0] = True
-        cells, queue = [], deque([(int(y0), int(x0))])
-        while queue:
-            y, x = queue.popleft()
-            cells.append((y, x))
-            for ny in (y - 1, y, y + 1):
-                for nx in (x - 1, x, x + 1):
-                    if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                        seen[ny, nx] = True
-                        queue.append((ny, nx))
-        out.append((len(cells), cells))
-    return sorted(out, key=lambda c: -c[0])
-
-
-def ink_box(ink: np.ndarray, grid: int = 64) -> tuple[int, int, int, int] | None:
+def ink_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
     """The (left, top, right, bottom) box of the ink's solid part, specks left out; None if none.
+    Specks (blobs with less than SPECK of the largest blob's ink) are also wiped from `ink`."""
+    from scipy import ndimage
 
-    Components are found on a grid of at most `grid` cells a side (each cell: does it
-    hold ink?), which keeps the pure-Python search small whatever the image size.
-    """
     mask = ink >= EDGE
     if not mask.any():
         return None
-    h, w = mask.shape
-    cell = max(1, -(-max(h, w) // grid))  # ceil
-    gh, gw = -(-h // cell), -(-w // cell)
-    padded = np.zeros((gh * cell, gw * cell), dtype=np.float32)
-    padded[:h, :w] = np.where(mask, ink, 0)
-    mass = padded.reshape(gh, cell, gw, cell).sum((1, 3))  # (gh, gw) ink per cell
-    comps = _components(mass > 0)
-    masses = [sum(mass[c] for c in cells) for _, cells in comps]
-    biggest = max(masses)
-    keep = np.zeros((gh, gw), dtype=bool)
-    for m, (_, cells) in zip(masses, comps):
-        if m >= SPECK * biggest:
-            for c in cells:
-                keep[c] = True
-    mask &= np.repeat(np.repeat(keep, cell, 0), cell, 1)[:h, :w]
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    mass = ndimage.sum_labels(ink, labels, np.arange(1, n + 1))
+    size = np.array([max(r.stop - r.start, c.stop - c.start) for r, c in ndimage.find_objects(labels)])
+    keep = np.concatenate([[False], (mass >= SPECK * mass.max()) & (size >= MIN_PART * min(ink.shape))])
+    ink[(labels > 0) & ~keep[labels]] = 0.0
+    mask = keep[labels]
+    if not mask.any():
+        return None
     rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
