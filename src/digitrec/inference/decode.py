@@ -42,6 +42,7 @@ FORMAT_NAMES = "PNG, JPEG, GIF, BMP, WebP, TIFF or HEIC"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff",
                   ".heic", ".heif", ".hif"}
 WORK_SIZE = 1024  # images are shrunk to at most this many pixels a side before analysis
+DRAFT = WORK_SIZE // 2  # libjpeg decodes big JPEGs at 1/2, 1/4 or 1/8 scale down to this a side
 # Decoders that hold their own full-size buffers besides Pillow's image while decoding: measured
 # peaks for a 6320x6320 RGB image (160 MB in Pillow) were WebP 618 MB (libwebp's RGBA output
 # and copies) and HEIC 285 MB (libheif's planes). TIFF adds one strip or tile (_tiff_buffer).
@@ -206,7 +207,7 @@ def decoded_cost(data: bytes) -> int:
     except PreprocessError:
         return 0
     if im.format in ("JPEG", "MPO"):
-        im.draft(im.mode, (WORK_SIZE, WORK_SIZE))
+        im.draft(im.mode, (DRAFT, DRAFT))
     return decoded_bytes(im) + analysis_bytes(im.size)
 
 
@@ -263,7 +264,7 @@ def decode(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
         full, orientation = im.size, _orientation(im)
         if fmt in ("JPEG", "MPO"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result is still big enough.
-            im.draft(im.mode, (WORK_SIZE, WORK_SIZE))
+            im.draft(im.mode, (DRAFT, DRAFT))
         im = _load(im, fmt, max_decoded)
     _check_pixels(im, max_pixels)
     shrunk = full[0] / im.size[0]

@@ -32,7 +32,7 @@ from ..errors import PreprocessError
 from ..ink import stroke_width as _stroke_width
 from .decode import MAX_BYTES, MAX_PIXELS, first_line, decode, luminance, to_pixels
 
-MIN_CONTRAST = 0.08  # ink must differ from the background by 8% of full scale, else `blank`
+MIN_CONTRAST = 0.12  # ink must differ from the paper by 12% of full scale (a faint pencil), else `blank`
 NOISE_SIGMAS = 3.0  # background noise below this many robust standard deviations is removed
 EDGE = 0.5  # the ink's edge is where it covers half a pixel: the box is measured there
 SPECK = 0.03  # ink blobs lighter than 3% of the largest blob are specks, ignored for the box
@@ -47,6 +47,9 @@ BOX = 20  # the longer side of the ink's box in the 28x28 output, as in MNIST
 MIN_STROKE = 1.0  # strokes estimated thinner than this many output pixels (MNIST's: 2 to 4)...
 STROKE = 2.5  # ...are thickened to this many, so a fine pen or pencil on a big image stays visible
 SIZE = 28
+LIGHT_INK = 1.5  # light ink is assumed when it stands out 1.5 times as far from the median as dark ink
+DARK_PAPER = 0.4  # ...and only on a background darker than 40% gray
+ANALYSIS = 640  # bigger images are block-averaged to at most this many pixels a side to find the ink
 
 
 @dataclass
@@ -75,15 +78,13 @@ class Preprocessed:
 
 
 def _supported_extremes(a: np.ndarray) -> tuple[float, float]:
-    """The darkest and lightest values held by at least two touching pixels: a lone speck
-    does not count, a stroke one pixel wide does."""
-    p = np.pad(a, 1, mode="edge")
-    h, w = a.shape
-    shifts = [p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
-    near_max, near_min = shifts[0], shifts[0]
-    for s in shifts[1:]:
-        near_max, near_min = np.maximum(near_max, s), np.minimum(near_min, s)
-    return float(np.maximum(a, near_min).min()), float(np.minimum(a, near_max).max())
+    """The darkest and lightest values held by at least two touching pixels (the extremes of
+    min and max over every pair of neighbours): a lone speck does not count, a stroke one
+    pixel wide does."""
+    pairs = [(a[:, :-1], a[:, 1:]), (a[:-1], a[1:]), (a[:-1, :-1], a[1:, 1:]), (a[:-1, 1:], a[1:, :-1])]
+    lightest = max(float(np.minimum(p, q).max()) for p, q in pairs)
+    darkest = min(float(np.maximum(p, q).min()) for p, q in pairs)
+    return darkest, lightest
 
 
 def noise_sigma(a: np.ndarray) -> float:
@@ -92,16 +93,19 @@ def noise_sigma(a: np.ndarray) -> float:
     ink add nothing, so ink covering most of the frame does not pass for noise."""
     if min(a.shape) < 3:
         return 0.0
-    lap = (a[:-2, :-2] - 2 * a[:-2, 1:-1] + a[:-2, 2:] - 2 * a[1:-1, :-2] + 4 * a[1:-1, 1:-1]
-           - 2 * a[1:-1, 2:] + a[2:, :-2] - 2 * a[2:, 1:-1] + a[2:, 2:])
-    return float(np.median(np.abs(lap))) / (0.6745 * 6.0)  # the kernel's gain on white noise is 6
+    rows = a[:, :-2] - 2 * a[:, 1:-1] + a[:, 2:]
+    lap = np.abs(rows[:-2] - 2 * rows[1:-1] + rows[2:]).ravel()  # [1 -2 1] x [1 -2 1]
+    if lap.size > 65536:
+        lap = lap[:: lap.size // 65536]
+    k = lap.size // 2
+    return float(np.partition(lap, k)[k]) / (0.6745 * 6.0)  # the kernel's gain on white noise is 6
 
 
-def _max_pool(a: np.ndarray, f: int) -> np.ndarray:
-    """Max of f x f blocks, the partial blocks at the right and bottom edges included."""
+def _pool(a: np.ndarray, f: int, reduce=np.max) -> np.ndarray:
+    """`reduce` (max, mean) of f x f blocks, the partial blocks at the right and bottom edges included."""
     h, w = a.shape
     p = np.pad(a, ((0, -h % f), (0, -w % f)), mode="edge")
-    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).max((1, 3))
+    return reduce(p.reshape(p.shape[0] // f, f, p.shape[1] // f, f), axis=(1, 3)).astype(np.float32)
 
 
 def paper_level(v: np.ndarray) -> np.ndarray:
@@ -114,7 +118,7 @@ def paper_level(v: np.ndarray) -> np.ndarray:
 
     h, w = v.shape
     f = max(1, min(h, w) // 128)
-    small = _max_pool(v, f) if f > 1 else ndimage.uniform_filter(v, 3, mode="nearest")
+    small = _pool(v, f) if f > 1 else ndimage.uniform_filter(v, 3, mode="nearest")
     # Wider than three strokes (measured in the middle, where the writing is), so that fat,
     # blurred strokes filling a tight crop are not taken for paper; at most half the image.
     sh, sw = small.shape
@@ -139,9 +143,22 @@ def _lines(ink: np.ndarray) -> np.ndarray:
     h, w = ink.shape
     if w < 16 or h < 8:
         return np.zeros(ink.shape, bool)
-    mask = ndimage.binary_closing(ink >= LINE_INK, structure=np.ones((1, 7), bool))  # dashes joined
-    tall = ndimage.binary_dilation(mask, structure=np.ones((3, 1), bool))  # a tilt of a pixel stays one run
-    runs = ndimage.binary_opening(tall, structure=np.ones((1, max(8, w // 6)), bool))
+    # Morphology along rows by running minima and maxima (O(pixels), whatever the length):
+    # dashes joined, a tilt of a pixel kept in one run, then only runs of w/6 or longer.
+    m = (ink >= LINE_INK).view(np.uint8)
+    # Quick way out: no band of three rows holds ink from one side to the other.
+    has = m.any(1)
+    first = np.where(has, m.argmax(1), w)
+    last = np.where(has, w - 1 - m[:, ::-1].argmax(1), -1)
+    lo = np.minimum(np.minimum(first[:-2], first[1:-1]), first[2:])
+    hi = np.maximum(np.maximum(last[:-2], last[1:-1]), last[2:])
+    if (hi - lo).max(initial=0) < LINE_SPAN * w:
+        return np.zeros(ink.shape, bool)
+    mask = ndimage.minimum_filter1d(ndimage.maximum_filter1d(m, 7, axis=1), 7, axis=1)
+    tall = ndimage.maximum_filter1d(mask, 3, axis=0)
+    run = max(8, w // 6)
+    runs = ndimage.maximum_filter1d(ndimage.minimum_filter1d(tall, run, axis=1), run, axis=1).astype(bool)
+    mask = mask.astype(bool)
     labels, n = ndimage.label(runs, structure=np.ones((3, 3), bool))
     found = np.zeros(ink.shape, bool)
     thick = max(4.0, LINE_THICK * h) + 2  # the runs were made two pixels taller
@@ -227,7 +244,9 @@ def ink_map(gray: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         darkest, lightest = _supported_extremes(gray)
     else:  # a tiny image: every pixel counts
         darkest, lightest = float(gray.min()), float(gray.max())
-    inverted = bool(background - darkest > lightest - background)
+    # Dark ink on light paper unless the light side clearly dominates (white chalk, MNIST's own
+    # white on black): shading on an empty page then stays background, not ink.
+    inverted = bool(lightest - background < LIGHT_INK * (background - darkest) or background > DARK_PAPER)
     h, w = gray.shape
     if min(h, w) >= 64 and not inverted:
         # A light sheet on a dark table or scanner lid can be the minority of the frame: a light
@@ -356,6 +375,8 @@ def preprocess(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS)
         gray = luminance(to_pixels(im))
     except Exception as e:  # noqa: BLE001  an odd mode or a lazily decoded, broken frame
         raise PreprocessError(f"cannot convert the {im.mode} image: {first_line(e)}") from None
+    if max(gray.shape) > ANALYSIS:  # a photo: the ink is found as well at a third of a megapixel
+        gray = _pool(gray, -(-max(gray.shape) // ANALYSIS), np.mean)
     ink, blank, inverted = ink_map(gray)
     box = None if blank else ink_box(ink)
     if box is None or max(box[2] - box[0], box[3] - box[1]) < 2:  # a dot is not a character
