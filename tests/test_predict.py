@@ -21,7 +21,7 @@ from digitrec.cli.main import main
 from digitrec.cli.files import find_images
 from digitrec.cli.predict import ascii_art
 from digitrec.inference.backends import resolve_backend
-from digitrec.inference.predictor import Predictor
+from digitrec.inference.predictor import Predictor, unsure_reason
 from digitrec.inference.preprocess import preprocess
 from synth import render
 
@@ -283,7 +283,7 @@ def test_text_output_top_k_and_errors_on_stderr(folder, ckpt, capsys):
     code, out, err = run(capsys, folder / "one.png", folder / "broken.jpg", folder / "missing.png",
                          "--checkpoint", ckpt, "--top-k", "3")
     assert code == 1
-    assert out.count("%") == 3, "three guesses on the one good line"
+    assert out.split("  [")[0].count("%") == 3, "three guesses on the one good line (then any unsure reason)"
     assert "broken.jpg: error: " in err and "missing.png: error: no such file" in err
 
 
@@ -318,3 +318,23 @@ def test_usage_errors_exit_2(tmp_path, ckpt, capsys):
     assert code == 2 and "--top-k" in err
     code, _, err = run(capsys, tmp_path, "--checkpoint", tmp_path / "missing.pt")
     assert code == 2 and "does not exist" in err
+
+
+def test_every_answer_says_why_it_is_not_ok_in_every_format(predictor, folder, ckpt, capsys):
+    """`reason`: None for ok, the missing ink for blank, the threshold and the runner-up for
+    unsure; the same words in JSON, CSV and the text line."""
+    blank, = predictor.predict([np.zeros((28, 28), np.uint8)])
+    assert blank.status == "blank" and "no ink" in blank.reason
+    p = np.array([0.05, 0.55, 0.4])
+    assert unsure_reason(p, ["a", "b", "c"], 0.9) == ("55% is below the 90% this model needs to be sure; "
+                                                      "it could also be c (40%)")
+    unsure = dataclasses.replace(blank, status="unsure", label="b", confidence=0.55, reason=unsure_reason(
+        p, ["a", "b", "c"], 0.9), top=[{"label": "b", "probability": 0.55}])
+    assert unsure.reason in unsure.describe()
+    sure = max(predictor.predict([preprocess(glyph_png(d)).image for d in "0123456789"]),
+               key=lambda a: a.confidence)
+    assert sure.status == "ok" and sure.reason is None
+    code, out, _ = run(capsys, folder / "sub" / "blank.png", "--checkpoint", ckpt, "--json")
+    assert json.loads(out.splitlines()[0])["reason"] == blank.reason
+    code, out, _ = run(capsys, folder / "sub" / "blank.png", "--checkpoint", ckpt, "--csv")
+    assert next(csv.DictReader(io.StringIO(out)))["reason"] == blank.reason

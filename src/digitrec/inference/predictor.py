@@ -22,7 +22,8 @@ from ..errors import PreprocessError  # noqa: F401  (re-exported for callers of 
 from .backends import open_model
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, preprocess
 
-_TABLE = ("probabilities", "top")  # fields that are tables, not single values: CSV spreads them out
+_TABLE = ("probabilities", "top")
+BLANK_REASON = "no ink found: nothing in the image differs from the paper"  # fields that are tables, not single values: CSV spreads them out
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Answer:
     status: str  # ok | unsure | blank
     label: str | None  # the most probable class; None when blank
     confidence: float | None  # the label's calibrated probability; None when blank
+    reason: str | None = None  # why the status is not ok, in words; None when it is ok
     probabilities: dict[str, float] = field(default_factory=dict)  # every class, in class order
     top: list[dict] = field(default_factory=list)  # the k best: [{"label", "probability"}], best first
 
@@ -50,12 +52,19 @@ class Answer:
         if self.status == "blank":
             return "blank (no ink found)"
         guesses = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in self.top)
-        return f"{self.label}  ({guesses})" + ("  [unsure]" if self.status == "unsure" else "")
+        return f"{self.label}  ({guesses})" + (f"  [unsure: {self.reason}]" if self.status == "unsure" else "")
 
 
 def cell(v) -> str:
     """A single value as a CSV cell: floats to 6 places, None empty."""
     return "" if v is None else f"{v:.6f}" if isinstance(v, float) else str(v)
+
+
+def unsure_reason(p: np.ndarray, classes: list[str], threshold: float) -> str:
+    """Why an answer with probabilities `p` is unsure: its confidence against the threshold, and the runner-up."""
+    order = np.argsort(-p, kind="stable")
+    why = f"{100 * p[order[0]]:.0f}% is below the {100 * threshold:.0f}% this model needs to be sure"
+    return why + (f"; it could also be {classes[order[1]]} ({100 * p[order[1]]:.0f}%)" if len(p) > 1 else "")
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -118,10 +127,11 @@ class Predictor:
             top = [{"label": self.classes[i], "probability": float(p[i])} for i in idx]
             probabilities = dict(zip(self.classes, p.tolist()))
             if not np.asarray(im).any():
-                out.append(Answer("blank", None, None, probabilities, top))
+                out.append(Answer("blank", None, None, BLANK_REASON, probabilities, top))
                 continue
             status = "unsure" if top[0]["probability"] < self.card.threshold else "ok"
-            out.append(Answer(status, top[0]["label"], top[0]["probability"], probabilities, top))
+            reason = unsure_reason(p, self.classes, self.card.threshold) if status == "unsure" else None
+            out.append(Answer(status, top[0]["label"], top[0]["probability"], reason, probabilities, top))
         return out
 
     def predict_image(self, source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,

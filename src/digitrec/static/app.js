@@ -93,7 +93,7 @@ function showAnswer(a, fromFile) {
   } else {
     const others = a.top.slice(1, 3).map((t) => `${t.label} ${pct(t.probability)}`).join(", ");
     const detail = a.status === "unsure"
-      ? `Not sure. Best guess ${a.label} (${pct(a.confidence)}); also possible: ${others}.`
+      ? `Not sure: ${a.reason}. Best guess ${a.label}; also possible: ${others}.`
       : `Confidence ${pct(a.confidence)}.` + (others ? ` Next: ${others}.` : "");
     setMessage(a.label, a.status, detail);
   }
