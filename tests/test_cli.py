@@ -7,7 +7,7 @@ from PIL import Image
 
 from digitrec.cli.main import main
 
-FIGURES = ["loss_curve.png", "correct_grid.png", "errors_grid.png", "confusion.png", "per_class.png", "ink.png",
+FIGURES = ["loss_curve.png", "correct_grid.png", "errors_grid.png", "errors_saliency.png", "confusion.png", "per_class.png", "ink.png",
            "reliability.png"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .calibrate import calibrate, reliability
@@ -93,6 +94,15 @@ def _calibration(val_probs: torch.Tensor, y_val, probs: torch.Tensor, y_test) ->
             "test_errors_caught": float((wrong & flagged).sum() / max(int(wrong.sum()), 1))}
 
 
+def _probabilities(loaded: list, device: str):
+    """The models as one function for explanations: (28, 28) uint8 images -> (N, C) numpy, the
+    members' mean probabilities (without test-time augmentation)."""
+    def probabilities(images) -> np.ndarray:
+        x = torch.from_numpy(np.stack([np.asarray(im, np.uint8) for im in images]))
+        return torch.stack([logits_of(m, x, c.card, device).softmax(1) for m, c in loaded]).mean(0).numpy()
+    return probabilities
+
+
 def _default_out(paths: list[Path], first: Checkpoint, ds: Dataset, tta: bool) -> Path:
     out = paths[0].parent if len(paths) == 1 else paths[0].parent / "ensemble"
     if ds.spec.name != first.card.dataset:
@@ -127,7 +137,8 @@ def evaluate(paths: list, out=None, data_dir=None, device: str = "auto", data: D
         {**ens.to_json(), "val_accuracy": float((val_probs.argmax(1) == y_val).float().mean())},
         probs, _calibration(val_probs, y_val, probs, ds.test_y), Path(out) if out else _default_out(paths, first, ds, tta))
     run_dirs = list(dict.fromkeys(p.parent for p in paths))
-    evaluation.figures = write_report(evaluation.out, Report(evaluation, ds.test_x, ds.test_y, ds.spec.classes, run_dirs))
+    evaluation.figures = write_report(evaluation.out, Report(evaluation, ds.test_x, ds.test_y, ds.spec.classes, run_dirs,
+                                                             _probabilities(loaded, device)))
     write_json(evaluation.out / "evaluation.json", evaluation.summary())
     log(f"report: {evaluation.out / 'report.md'}")
     return evaluation

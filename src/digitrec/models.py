@@ -71,6 +71,27 @@ def fast(num_classes: int = 10, width: int = 32) -> nn.Module:
     )
 
 
+@register("lenet")
+def lenet(num_classes: int = 10, width: int = 24) -> nn.Module:
+    """The public speed record's network (tuomaso/train_mnist_fast): two convolutions, each
+    max-pooled before its ReLU, and two linear layers; no batch norm. Cheap per image (about
+    1.2 M multiply-adds), and in channels-last memory a CPU runs its step 2.5x as fast as in
+    the default layout. 215,194 parameters at width 24."""
+    w2 = width * 4 // 3
+    return nn.Sequential(
+        nn.Conv2d(1, width, 5),  # (B, 24, 24, 24)
+        nn.MaxPool2d(2),  # (B, 24, 12, 12)
+        nn.ReLU(),
+        nn.Conv2d(width, w2, 3),  # (B, 32, 10, 10)
+        nn.MaxPool2d(2),  # (B, 32, 5, 5)
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(w2 * 25, 256),
+        nn.ReLU(),
+        nn.Linear(256, num_classes),
+    )
+
+
 @register("deep")
 def deep(num_classes: int = 10, width: int = 48, dropout: float = 0.1) -> nn.Module:
     """Built for accuracy per CPU-second: a 5x5 stem, then two VGG-style stages of two 3x3

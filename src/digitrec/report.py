@@ -1,5 +1,6 @@
 """The evaluation report: figures and report.md, computed from an `Evaluation` (logits and
-metrics already computed) and the run's saved history; the model is never re-run here.
+metrics already computed) and the run's saved history. The model is re-run only for the
+saliency gallery (occlusion, inference/explain.py), through `Report.probabilities`.
 
 The report is a list of sections, each with its text and its figures (`SECTIONS`). Adding a
 figure is one plot function `(Report, path) -> bool` (False: nothing to draw) and one
@@ -44,6 +45,8 @@ class Report:
     y_test: torch.Tensor  # (N,)
     classes: tuple[str, ...]
     run_dirs: list[Path] = field(default_factory=list)  # where history.csv and steps.csv may be
+    # the model as a function, list of (28, 28) uint8 -> (N, C) probabilities; None: no saliency gallery
+    probabilities: Callable | None = None
 
     @cached_property
     def pred(self) -> torch.Tensor:
@@ -188,6 +191,31 @@ def plot_errors(r: Report, path: Path) -> bool:
               [f"{r.classes[int(r.y_test[i])]}→{r.classes[int(r.pred[i])]} ({100 * float(r.conf[i]):.0f}%)" for i in idx],
               path, f"Misclassified test images ({int(r.wrong.sum())} in all, most confident first): "
                     "true→predicted (confidence)", colors=["tab:red"] * len(idx))
+    return True
+
+
+def plot_error_saliency(r: Report, path: Path, n: int = 12) -> bool:
+    """The most confident errors, each with what the model saw for its answer and for the truth
+    (occlusion saliency: red is evidence for the class, blue against)."""
+    if r.probabilities is None or not bool(r.wrong.any()):
+        return False
+    from .inference.explain import heat, saliency
+
+    idx = r.wrong.nonzero().flatten()
+    idx = idx[r.conf[idx].argsort(descending=True)][:n]
+    tiles, titles = [], []
+    for i in idx.tolist():
+        image = r.x_test[i].numpy()
+        pred, true = int(r.pred[i]), int(r.y_test[i])
+        maps = saliency(r.probabilities, image, [pred, true])
+        scale = float(np.abs(maps).max())
+        gray = np.repeat(image[..., None] / 255.0, 3, -1)
+        for k, (cls, word) in enumerate(((pred, "answered"), (true, "true"))):
+            rgba = heat(maps[k], scale)
+            tiles.append(np.round((gray * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:]) * 255).astype(np.uint8))
+            titles.append(f"{word} {r.classes[cls]}")
+    plot_grid(tiles, titles, path, "Misclassified test images: why the answer, and why not the truth "
+              "(red: evidence for that class, blue: against)", cols=8)
     return True
 
 
@@ -355,6 +383,8 @@ SECTIONS = (
                                                   Figure("per_class.png", plot_per_class, "per-class accuracy"))),
     Section("Faint and thin strokes", text_ink, (Figure("ink.png", plot_ink, "ink statistics"),)),
     Section("Galleries", lambda r: [], (Figure("errors_grid.png", plot_errors, "misclassified"),
+                                        Figure("errors_saliency.png", plot_error_saliency,
+                                               "misclassified, with saliency for the answer and the truth"),
                                         Figure("correct_grid.png", plot_correct, "correct"))),
     Section("Calibration", text_calibration, (Figure("reliability.png", plot_reliability, "reliability diagram"),)),
 )
