@@ -1,6 +1,8 @@
 """The README's screenshots of the page, from a real `digitrec serve` (the packaged model) in
-Debian's headless Chromium: docs/canvas.png (a digit drawn with the mouse) and docs/upload.png
-(a photo of a handwritten digit, with the box of ink the model read).
+Debian's headless Chromium: docs/canvas.png (a digit drawn with the mouse, the answer explained
+with the runner-up, and the correction control of `serve --collect`), docs/upload.png (a photo
+of a handwritten digit, with the box of ink the model read) and docs/number.png (number mode:
+a whole number written along the wide pad, a box and label per digit).
 
     python benchmarks/screenshots.py [--out docs]
 """
@@ -17,6 +19,23 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from _common import server
+
+# Strokes of digits in a unit box, for the number mode's 840 x 280 pad.
+NUMBER = {"2": [[(0.1, 0.25), (0.35, 0.02), (0.72, 0.05), (0.85, 0.3), (0.55, 0.62), (0.08, 1.0), (0.95, 0.98)]],
+          "0": [[(0.5, 0.0), (0.12, 0.2), (0.05, 0.55), (0.2, 0.9), (0.5, 1.0), (0.82, 0.85), (0.95, 0.45),
+                 (0.8, 0.1), (0.5, 0.0)]],
+          "6": [[(0.8, 0.02), (0.3, 0.3), (0.1, 0.7), (0.35, 1.0), (0.75, 0.9), (0.8, 0.6), (0.4, 0.5), (0.12, 0.7)]]}
+
+
+def draw(page, strokes, width: int) -> None:
+    """Mouse strokes given in pad pixels (the pad is `width` x 280)."""
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0] * box["width"] / width, box["y"] + stroke[0][1] * box["height"] / 280)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * box["width"] / width, box["y"] + y * box["height"] / 280, steps=6)
+        page.mouse.up()
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
@@ -57,20 +76,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    with server() as (base, _, health), sync_playwright() as pw:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as collect, server("--collect", collect) as (base, _, health), \
+            sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 820, "height": 640})
+        page = browser.new_page(viewport={"width": 900, "height": 900})
         page.goto(base + "/")
         wait(page, "data-ready", "1")
-        box = page.locator("#pad").bounding_box()
-        for stroke in THREE:
-            page.mouse.move(box["x"] + stroke[0][0] * box["width"] / 280, box["y"] + stroke[0][1] * box["height"] / 280)
-            page.mouse.down()
-            for x, y in stroke[1:]:
-                page.mouse.move(box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280, steps=6)
-            page.mouse.up()
+        draw(page, THREE, 280)
         page.wait_for_timeout(600)
         wait(page, "data-pending", "0")
+        page.wait_for_timeout(300)
         print("drawn:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
         page.screenshot(path=str(args.out / "canvas.png"), full_page=True)
         page.click("#clear")
@@ -85,8 +102,17 @@ def main(argv=None) -> int:
             path.unlink()
         print("photo:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
         page.screenshot(path=str(args.out / "upload.png"), full_page=True)
+        page.click("#clear")
+        page.click("#kind-number")
+        for k, digit in enumerate("2026"):
+            draw(page, [[(120 + 160 * k + 80 * x, 50 + 180 * y) for x, y in stroke] for stroke in NUMBER[digit]], 840)
+        page.wait_for_timeout(600)
+        wait(page, "data-pending", "0")
+        page.wait_for_timeout(300)
+        print("number:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
+        page.screenshot(path=str(args.out / "number.png"), full_page=True)
         browser.close()
-    print(f"wrote {args.out / 'canvas.png'} and {args.out / 'upload.png'} ({health['checkpoint']}, "
+    print(f"wrote canvas.png, upload.png and number.png in {args.out} ({health['checkpoint']}, "
           f"{health.get('test_accuracy')})")
     return 0
 

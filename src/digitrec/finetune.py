@@ -50,12 +50,16 @@ def _accuracy(model, x: torch.Tensor, y: torch.Tensor, card, device: str) -> flo
     return float((logits_of(model, x, card, device).argmax(1) == y).float().mean())
 
 
-def _train(model, card, user_x, user_y, replay_x, replay_y, cfg: FinetuneConfig, steps: int) -> None:
-    """`steps` AdamW steps on mixed batches; batch norm keeps its statistics."""
+def _train(model, card, user_x, user_y, replay_x, replay_y, cfg: FinetuneConfig, steps: int,
+           label_smoothing: float = 0.0) -> None:
+    """`steps` AdamW steps on mixed batches, every image with a random affine transform, the
+    loss smoothed as the model was trained and pulled towards the starting weights (L2-SP,
+    Li et al. 2018: `cfg.anchor` times the squared distance); batch norm keeps its statistics."""
     g = torch.Generator().manual_seed(cfg.seed)
     aug = AffineAug(rotate=8, scale=0.08, shear=0.1, translate=1.5)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
+    start = [p.detach().clone() for p in model.parameters()]
     model.train()
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -63,10 +67,11 @@ def _train(model, card, user_x, user_y, replay_x, replay_y, cfg: FinetuneConfig,
     for _ in range(steps):
         u = torch.randint(len(user_y), (cfg.batch,), generator=g)
         r = torch.randint(len(replay_y), (cfg.replay,), generator=g)
-        x = card.normalise(torch.cat([user_x[u], replay_x[r]])).to(cfg.device)
-        x = torch.cat([aug(x[: cfg.batch], card.background, g), x[cfg.batch :]])
+        x = aug(card.normalise(torch.cat([user_x[u], replay_x[r]])).to(cfg.device), card.background, g)
         y = torch.cat([user_y[u], replay_y[r]]).to(cfg.device)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        if cfg.anchor:
+            loss = loss + cfg.anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), start))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -102,8 +107,9 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
                 "held_out_accuracy": _accuracy(model, held_x, held_y, card, cfg.device)}
 
     before = measure()
-    steps = cfg.steps or max(60, math.ceil(12 * len(kept) / cfg.batch))
-    _train(model, card, user_x[kept], user_y[kept], ds.train_x[tr], ds.train_y[tr], cfg, steps)
+    steps = cfg.steps or max(200, math.ceil(12 * len(kept) / cfg.batch))
+    _train(model, card, user_x[kept], user_y[kept], ds.train_x[tr], ds.train_y[tr], cfg, steps,
+           float(config.get("label_smoothing", 0.0)))
     after = measure()
     val_logits = logits_of(model, ds.train_x[va], card, cfg.device)
     calibration = calibrate(val_logits, ds.train_y[va])

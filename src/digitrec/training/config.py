@@ -80,8 +80,9 @@ class TrainConfig:
 class FinetuneConfig:
     """Options of `digitrec finetune` (finetune.py)."""
 
-    steps: int = 0  # optimiser steps; 0 = 12 passes over the corrections kept for training, at least 60
-    lr: float = 3e-4  # peak learning rate (AdamW), decaying linearly to 0
+    steps: int = 0  # optimiser steps; 0 = 12 passes over the corrections kept for training, at least 200
+    lr: float = 1e-3  # peak learning rate (AdamW), decaying linearly to 0
+    anchor: float = 1e-2  # pull towards the starting weights: this times their squared distance (L2-SP; 0 = off)
     batch: int = 32  # corrections per step (drawn with replacement, each with a random affine transform)
     replay: int = 96  # replayed training digits of the model's dataset per step
     holdout: float = 0.25  # share of the corrections kept aside to measure the result
@@ -89,8 +90,10 @@ class FinetuneConfig:
     device: str = "cpu"  # cpu, cuda or mps
 
     def check(self) -> "FinetuneConfig":
-        if self.steps < 0 or self.lr <= 0 or self.batch < 1 or self.replay < 0 or not 0 <= self.holdout < 1:
-            raise UserError("--steps must be >= 0, --lr > 0, --batch >= 1, --replay >= 0, --holdout in [0, 1)")
+        if self.steps < 0 or self.lr <= 0 or self.batch < 1 or self.replay < 0 or not 0 <= self.holdout < 1 \
+                or self.anchor < 0:
+            raise UserError("--steps must be >= 0, --lr > 0, --batch >= 1, --replay >= 0, --holdout in [0, 1), "
+                            "--anchor >= 0")
         return self
 
 
