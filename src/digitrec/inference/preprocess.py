@@ -7,14 +7,20 @@ its aspect ratio, so that its longer side is 20 pixels, with anti-aliasing; then
 (pixel index 14; the training set's mean is 13.996 +- 0.29). White ink on black.
 
 The steps, in order (the first three in decode.py):
-  decode       PNG, JPEG, GIF (first frame), BMP, WebP, TIFF; byte and pixel limits first
+  decode       PNG, JPEG, GIF (first frame), BMP, WebP, TIFF, HEIC; byte, pixel and memory limits first
   orient       EXIF orientation, so phone photos are upright
   composite    transparency over a background that contrasts with the visible strokes;
                palette, 16-bit, CMYK, ... -> float values in [0, 1], never clipped
-  polarity     the background is the median; ink is whichever side deviates the most,
-               so dark-on-light is inverted and light-on-dark is kept
-  noise        background subtracted, a floor of 3 robust sigmas (MAD) removes paper
-               texture; small specks are dropped before measuring the ink's extent
+  analyse      photos are block-averaged to at most 640 px a side to find the ink
+  polarity     dark ink on light paper, unless light ink clearly dominates a dark background;
+               a large, solid light region (a sheet on a dark table) is paper
+  paper        a grey opening wider than three strokes models the paper where it is, so
+               lighting, shadows and dark surroundings drop out; dark ink's contrast is
+               divided by the light falling on it (flat-fielding)
+  noise        a floor of 3 sigmas of the noise, measured from second differences (ink
+               filling the frame is not noise); `blank` below a 12% contrast
+  clean        rule lines removed except where strokes cross them; things along the image
+               edge (scan margins, table strips, form frames) removed; specks dropped
   thicken      strokes much thinner than MNIST's (fine pen, big photo) are widened
   fit          the ink's box (its 50% coverage edge) scaled to 20 px, anti-aliased
   centre       integer shift putting the centre of mass at (14, 14) in 28x28
