@@ -21,16 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
-
-
-def canvas_png() -> bytes:
-    """A 7 drawn on the page's canvas: black strokes, 20 px brush, on transparent white."""
-    im = Image.new("RGBA", (280, 280), (255, 255, 255, 0))
-    ImageDraw.Draw(im).line([(80, 70), (200, 70), (120, 220)], fill=(0, 0, 0, 255), width=20, joint="curve")
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
+from _common import canvas_png, machine  # noqa: E402
 
 
 def photo_jpeg(width: int = 4000, height: int = 3000) -> bytes:

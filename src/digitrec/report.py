@@ -199,7 +199,7 @@ def plot_error_saliency(r: Report, path: Path, n: int = 12) -> bool:
     (occlusion saliency: red is evidence for the class, blue against)."""
     if r.probabilities is None or not bool(r.wrong.any()):
         return False
-    from .inference.explain import heat, saliency
+    from .inference.explain import blend, heat, saliency
 
     idx = r.wrong.nonzero().flatten()
     idx = idx[r.conf[idx].argsort(descending=True)][:n]
@@ -211,8 +211,7 @@ def plot_error_saliency(r: Report, path: Path, n: int = 12) -> bool:
         scale = float(np.abs(maps).max())
         gray = np.repeat(image[..., None] / 255.0, 3, -1)
         for k, (cls, word) in enumerate(((pred, "answered"), (true, "true"))):
-            rgba = heat(maps[k], scale)
-            tiles.append(np.round((gray * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:]) * 255).astype(np.uint8))
+            tiles.append(np.round(blend(gray, heat(maps[k], scale)) * 255).astype(np.uint8))
             titles.append(f"{word} {r.classes[cls]}")
     plot_grid(tiles, titles, path, "Misclassified test images: why the answer, and why not the truth "
               "(red: evidence for that class, blue: against)", cols=8)

@@ -86,7 +86,7 @@ def heat(sal: np.ndarray, scale: float | None = None) -> np.ndarray:
     return rgba
 
 
-def _blend(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+def blend(base: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     """(H, W, 3) float base in [0, 1] under (H, W, 4) colour."""
     a = rgba[..., 3:]
     return base * (1 - a) + rgba[..., :3] * a
@@ -102,7 +102,7 @@ def overlay_input(image: np.ndarray, sal: np.ndarray, scale: int = 8) -> bytes:
     """The 28x28 input (white ink on black, shown as dark ink on white) with its saliency, as a
     PNG scaled up `scale` times with square pixels."""
     base = np.repeat((1 - image.astype(np.float32) / 255)[..., None], 3, -1)
-    rgb = _blend(base, heat(sal))
+    rgb = blend(base, heat(sal))
     return _png(np.kron(rgb, np.ones((scale, scale, 1), np.float32)))
 
 
@@ -134,7 +134,7 @@ def overlay_original(original: Image.Image, image: np.ndarray, sal: np.ndarray, 
     patch = np.asarray(Image.fromarray(crop, "F").resize((w, h), Image.Resampling.BILINEAR))
     colour = heat(patch, scale=float(np.abs(sal).max()))
     region = base[t : t + h, l : l + w]
-    base[t : t + h, l : l + w] = _blend(region, colour[: region.shape[0], : region.shape[1]])
+    base[t : t + h, l : l + w] = blend(region, colour[: region.shape[0], : region.shape[1]])
     return _png(base)
 
 
@@ -223,7 +223,7 @@ def explain_reading(source, reading, predictor) -> bytes:
             continue
         crop = sal[inner[1] : inner[3], inner[0] : inner[2]]
         patch = np.asarray(Image.fromarray(crop, "F").resize((r - l, b - t), Image.Resampling.BILINEAR))
-        base[t:b, l:r] = _blend(base[t:b, l:r], heat(patch, scale)[: b - t, : r - l])
+        base[t:b, l:r] = blend(base[t:b, l:r], heat(patch, scale)[: b - t, : r - l])
     im = Image.fromarray(np.round(base * 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
     font = _font(max(12, min(32, int(0.25 * (reading.characters[0].box[3] - reading.characters[0].box[1]) * k)))

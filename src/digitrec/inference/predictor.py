@@ -22,8 +22,8 @@ from ..errors import PreprocessError  # noqa: F401  (re-exported for callers of 
 from .backends import open_model
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, preprocess
 
-_TABLE = ("probabilities", "top")
-BLANK_REASON = "no ink found: nothing in the image differs from the paper"  # fields that are tables, not single values: CSV spreads them out
+_TABLE = ("probabilities", "top")  # fields that are tables, not single values: CSV spreads them out
+BLANK_REASON = "no ink found: nothing in the image differs from the paper"  # the reason of every blank answer
 
 
 @dataclass

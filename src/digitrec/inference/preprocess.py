@@ -289,7 +289,8 @@ def ink_map(gray: np.ndarray) -> tuple[np.ndarray, bool, bool]:
 
 def ink_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
     """The (left, top, right, bottom) box of the ink's solid part, specks left out; None if none.
-    Specks (blobs with less than SPECK of the largest blob's ink) are also wiped from `ink`."""
+    Specks (blobs with less than SPECK of the largest blob's ink, or smaller than MIN_PART of the
+    image's shorter side) are also wiped from `ink`."""
     from scipy import ndimage
 
     mask = ink >= EDGE
