@@ -1,9 +1,11 @@
 """Server latency: median of N predictions over loopback, against a real `digitrec serve`.
 
 Starts `digitrec serve` in a subprocess on a free 127.0.0.1 port, waits for /api/health,
-then sends N sequential POST /api/predict requests over one keep-alive connection and
-prints a Markdown table of client-side round-trip times (and the server's own `ms`).
-Inputs: a 280x280 canvas export (RGBA PNG, what the page sends) and a 1600x1200 JPEG photo.
+then sends N sequential requests over one keep-alive connection and prints a Markdown table
+of client-side round-trip times (and the server's own `ms`). Inputs: a 280x280 canvas export
+(RGBA PNG, what the page sends) and a 1600x1200 JPEG photo to POST /api/predict, and the
+number mode's 840x280 canvas holding four MNIST test digits, two of them touching, to
+POST /api/read.
 
     python benchmarks/latency.py --checkpoint runs/x/best.pt [--n 100]
 
@@ -38,6 +40,23 @@ def photo_jpeg() -> bytes:
     return buf.getvalue()
 
 
+def number_png() -> bytes:
+    """What number mode sends: four MNIST test digits along an 840x280 transparent canvas, the
+    middle two touching."""
+    from digitrec.data.load import load
+    from digitrec.scenes import compose_line, glyph_of, resize
+
+    x = load("mnist").test_x[:4].numpy()
+    strip = compose_line([glyph_of(d) for d in x], np.random.default_rng(0), gap=(-0.05, 0.0))
+    ink = resize(strip.ink, round(strip.ink.shape[1] * 200 / strip.ink.shape[0]), 200)[:, :800]
+    a = np.zeros((280, 840, 4), np.uint8)
+    a[40 : 40 + ink.shape[0], 20 : 20 + ink.shape[1], 3] = np.round(ink * 255).astype(np.uint8)
+    a[..., :3] = 17
+    buf = io.BytesIO()
+    Image.fromarray(a, "RGBA").save(buf, "PNG")
+    return buf.getvalue()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -53,14 +72,15 @@ def main(argv=None) -> int:
               f"requests per input over one keep-alive loopback connection, after 5 warm-up requests\n")
         print("| input | bytes | median ms | p90 ms | min ms | server's own ms (median) |")
         print("|---|---:|---:|---:|---:|---:|")
-        for name, data, ctype in (("canvas 280x280 RGBA PNG", canvas_png(), "image/png"),
-                                  ("photo 1600x1200 JPEG", photo_jpeg(), "image/jpeg")):
+        for name, data, ctype, route in (("canvas 280x280 RGBA PNG", canvas_png(), "image/png", "/api/predict"),
+                                         ("photo 1600x1200 JPEG", photo_jpeg(), "image/jpeg", "/api/predict"),
+                                         ("number 840x280 RGBA PNG, /api/read", number_png(), "image/png", "/api/read")):
             for _ in range(5):
-                client.post("/api/predict", content=data, headers={"content-type": ctype})
+                client.post(route, content=data, headers={"content-type": ctype})
             times, inside = [], []
             for _ in range(args.n):
                 t0 = time.perf_counter()
-                r = client.post("/api/predict", content=data, headers={"content-type": ctype})
+                r = client.post(route, content=data, headers={"content-type": ctype})
                 times.append(1000 * (time.perf_counter() - t0))
                 r.raise_for_status()
                 inside.append(r.json()["ms"])

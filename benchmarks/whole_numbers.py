@@ -81,10 +81,10 @@ def render_cases(folder: Path, x, y, cases: list[tuple[str, int, int]], conditio
     return truth
 
 
-def read_all(folder: Path, checkpoint: Path | None) -> tuple[list[dict], float]:
+def read_all(folder: Path, checkpoint: Path | None, lines: str = "auto") -> tuple[list[dict], float]:
     from digitrec.cli.main import main
 
-    args = ["read", str(folder), "--json"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+    args = ["read", str(folder), "--json", "--lines", lines] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
     out = io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out):
@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=200, help="lines per length and per gap")
     p.add_argument("--conditions", default="clean_paper", help="comma-separated condition names, or all")
     p.add_argument("--checkpoint", type=Path, default=None, help="model (default: the packaged one)")
+    p.add_argument("--lines", default="auto", help="the line model: auto, none (segmentation alone) or a path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", type=Path, default=None, help="write the images here and keep them")
     args = p.parse_args(argv)
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="numbers-")))
         folder.mkdir(parents=True, exist_ok=True)
         truth = render_cases(folder, x, y, cases, conditions, args.seed)
-        answers, seconds = read_all(folder, args.checkpoint)
+        answers, seconds = read_all(folder, args.checkpoint, args.lines)
     got = {a["path"]: (a.get("text", ""), a["status"]) for a in answers}
     results = [(truth[p][1], truth[p][2], (truth[p][0], *got.get(p, ("", "error")))) for p in truth]
     print(f"{machine()}\n{len(truth)} lines of {args.split} digits under {', '.join(conditions)}; "

@@ -40,26 +40,13 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
     source_sha = sha256_file(checkpoint)
     model, ckpt = load_model(checkpoint)
     example = torch.zeros(2, 1, 28, 28)  # (B, 1, 28, 28); B=2, so the exporter does not specialise it to 1
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # it warns about torchvision ops this model does not use
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=OPSET,
-                                        input_names=["image"], output_names=["logits"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+        proto = to_onnx(model, example, {0: torch.export.Dim("batch")}, "image", META_KEY,
+                        {"format": FORMAT, "model": ckpt.model, "meta": ckpt.meta,
+                         "source": checkpoint.name, "source_sha256": source_sha})
     except Exception as e:  # noqa: BLE001  the exporter's errors are many and deep
         raise CheckpointError(f"could not export the {ckpt.name!r} model of {checkpoint} to ONNX: "
                               f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from None
-    finally:
-        onnx_log.setLevel(level)
-    proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key = META_KEY
-    entry.value = json.dumps({"format": FORMAT, "model": ckpt.model, "meta": ckpt.meta,
-                              "source": checkpoint.name, "source_sha256": source_sha}, default=str)
-    proto.producer_name = "digitrec"
     atomic_write(out, lambda tmp: onnx.save_model(proto, str(tmp)))
 
     # Never leave an export that disagrees with the model it came from.
@@ -73,6 +60,27 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
         raise CheckpointError(f"the ONNX export of {checkpoint} differs from PyTorch by {worst:.2g} in "
                               f"probability (allowed: {TOLERANCE}); it was not kept")
     return out
+
+
+def to_onnx(model: torch.nn.Module, example: torch.Tensor, dynamic: dict, input_name: str, key: str, info: dict):
+    """The model as an ONNX proto (opset OPSET, output "logits", the dims in `dynamic` left
+    free), `info` in its metadata under `key`; the exporter's chatter silenced."""
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # it warns about torchvision ops this model does not use
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=OPSET,
+                                        input_names=[input_name], output_names=["logits"],
+                                        dynamic_shapes=(dynamic,), verbose=False)
+    finally:
+        onnx_log.setLevel(level)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, json.dumps(info, default=str)
+    proto.producer_name = "digitrec"
+    return proto
 
 
 def _onnx_info(path: Path) -> dict | None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import evaluate, export, fetch, finetune, importer, predict, read, serve, train
+from . import evaluate, export, fetch, finetune, importer, predict, read, serve, train, train_lines
 from .options import Formatter, add_command
 
 COMMANDS = (
     ("fetch", "download and verify the dataset files", fetch),
     ("train", "train a model into a run folder", train),
+    ("train-lines", "train the line model that reads whole lines of digits (touching ones too)", train_lines),
     ("evaluate", "reload checkpoints, score them on the test set, write the report", evaluate),
     ("predict", "recognise the character in image files or folders", predict),
     ("read", "read every character in images: whole numbers, codes, several lines", read),

@@ -12,6 +12,9 @@ from .options import image_args
 def add_arguments(p) -> None:
     image_args(p, (3, "best guesses listed for each character (JSON)"),
                "CSV, one row per character, with all class probabilities", "what each character's answer rests on")
+    p.add_argument("--lines", default="auto", metavar="auto|none|PATH",
+                   help="the line model that also reads each line whole (touching digits): auto is the packaged "
+                        "one where it reads the checkpoint's classes; none reads by segmentation alone")
 
 
 def run(args) -> int:
@@ -24,9 +27,12 @@ def _read_all(args, predictor, out, files: list[Path], stdin: bytes | None) -> N
     from ..errors import PreprocessError
     from ..inference.reader import read
 
+    from ..inference.reader import line_model_for
+
+    model = line_model_for(predictor, args.lines)
     for path in files:
         try:
-            reading = read(stdin if path == STDIN else path, predictor, top_k=args.top_k)
+            reading = read(stdin if path == STDIN else path, predictor, top_k=args.top_k, line_model=model)
         except PreprocessError as e:
             out.error(path, str(e))
             continue

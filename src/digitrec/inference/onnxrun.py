@@ -18,6 +18,22 @@ from ..errors import CheckpointError, require
 META_KEY = "digitrec"  # the metadata_props entry holding the checkpoint's metadata, as JSON
 
 
+def session(path: Path, threads: int, what: str):
+    """An ONNX Runtime session on the CPU for `path` (errors only logged; `threads` intra-op
+    threads, 0 its default), or a CheckpointError saying the file is not a readable model."""
+    require("onnxruntime", what)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001  ORT raises its own types for damaged files
+        raise CheckpointError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+
+
 class OnnxRunner:
     """A digitrec .onnx file in an ONNX Runtime session: float32 (B, 1, 28, 28), normalised as
     its card says -> (B, classes) float32 logits, both numpy arrays.
@@ -28,20 +44,10 @@ class OnnxRunner:
     """
 
     def __init__(self, path: Path | str, threads: int = 0):
-        require("onnxruntime", "the onnx backend")
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"ONNX model {path} does not exist; make one with `digitrec export CHECKPOINT`")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001  ORT raises its own types for damaged files
-            raise CheckpointError(f"{path} is not a readable ONNX model: {str(e).splitlines()[0][:200]}") from None
+        self.session = session(path, threads, "the onnx backend")
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if raw is None:
             raise CheckpointError(f"{path} is an ONNX model, but not one exported by digitrec: it carries no "

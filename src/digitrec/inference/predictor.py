@@ -73,6 +73,25 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def answers(probs: np.ndarray, classes: list[str], threshold: float, top_k: int | None = None,
+            blank: list[bool] | None = None) -> list[Answer]:
+    """(N, C) probabilities -> N answers: the label, `unsure` below `threshold`, the k best
+    (all when top_k is None); an image marked blank gets a blank answer."""
+    k = min(top_k or len(classes), len(classes))
+    out = []
+    for i, p in enumerate(probs):
+        idx = np.argsort(-p, kind="stable")[:k]  # best first; ties in class order
+        top = [{"label": classes[j], "probability": float(p[j])} for j in idx]
+        probabilities = dict(zip(classes, p.tolist()))
+        if blank is not None and blank[i]:
+            out.append(Answer("blank", None, None, BLANK_REASON, probabilities, top))
+            continue
+        status = "unsure" if top[0]["probability"] < threshold else "ok"
+        reason = unsure_reason(p, classes, threshold) if status == "unsure" else None
+        out.append(Answer(status, top[0]["label"], top[0]["probability"], reason, probabilities, top))
+    return out
+
+
 class Predictor:
     """A model ready to answer: `Predictor(path).predict([img28, ...]) -> [Answer, ...]`.
 
@@ -119,20 +138,8 @@ class Predictor:
 
     def predict(self, images, top_k: int | None = None) -> list[Answer]:
         """Answers for a batch of (28, 28) images: label, status, confidence, all probabilities, top-k."""
-        probs = self.probabilities(images)  # (N, C)
-        k = min(top_k or len(self.classes), len(self.classes))
-        out = []
-        for im, p in zip(images, probs):
-            idx = np.argsort(-p, kind="stable")[:k]  # best first; ties in class order
-            top = [{"label": self.classes[i], "probability": float(p[i])} for i in idx]
-            probabilities = dict(zip(self.classes, p.tolist()))
-            if not np.asarray(im).any():
-                out.append(Answer("blank", None, None, BLANK_REASON, probabilities, top))
-                continue
-            status = "unsure" if top[0]["probability"] < self.card.threshold else "ok"
-            reason = unsure_reason(p, self.classes, self.card.threshold) if status == "unsure" else None
-            out.append(Answer(status, top[0]["label"], top[0]["probability"], reason, probabilities, top))
-        return out
+        blank = [not np.asarray(im).any() for im in images]
+        return answers(self.probabilities(images), self.classes, self.card.threshold, top_k, blank)
 
     def predict_image(self, source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                       top_k: int | None = None) -> tuple[Answer, Preprocessed]:

@@ -315,6 +315,17 @@ def stroke_width(ink: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(_stroke_width(ink[top:bottom, left:right] >= EDGE))
 
 
+def dilate(ink: np.ndarray, r: int) -> np.ndarray:
+    """A (2r+1)-square max filter, one pixel at a time: strokes r px fatter on every side (a copy)."""
+    sub = ink.copy()
+    for _ in range(r):
+        sub[1:] = np.maximum(sub[1:], sub[:-1])
+        sub[:-1] = np.maximum(sub[:-1], sub[1:])
+        sub[:, 1:] = np.maximum(sub[:, 1:], sub[:, :-1])
+        sub[:, :-1] = np.maximum(sub[:, :-1], sub[:, 1:])
+    return sub
+
+
 def thicken(ink: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Strokes much thinner than MNIST's (a fine pen on a big image) would fade to nothing when
     shrunk to 20 px: widen them (a max filter) to STROKE output pixels. Returns the ink
@@ -325,12 +336,7 @@ def thicken(ink: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray
     r = int(np.ceil((STROKE / scale - width) / 2)) if width * scale < MIN_STROKE else 0
     m = r + int(np.ceil(3 / scale)) + 2  # what fit() reads around the box
     y0, x0 = max(top - m, 0), max(left - m, 0)
-    sub = ink[y0 : bottom + m, x0 : right + m].copy()
-    for _ in range(r):  # a (2r+1)-square max filter, one pixel at a time
-        sub[1:] = np.maximum(sub[1:], sub[:-1])
-        sub[:-1] = np.maximum(sub[:-1], sub[1:])
-        sub[:, 1:] = np.maximum(sub[:, 1:], sub[:, :-1])
-        sub[:, :-1] = np.maximum(sub[:, :-1], sub[:, 1:])
+    sub = dilate(ink[y0 : bottom + m, x0 : right + m], r)
     h, w = sub.shape
     return sub, (max(left - x0 - r, 0), max(top - y0 - r, 0), min(right - x0 + r, w), min(bottom - y0 + r, h))
 

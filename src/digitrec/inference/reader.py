@@ -13,6 +13,12 @@ go through the model in one batch. Nothing here assumes digits: a letters model 
     touching    a character much wider than its line is tall may be several that touch:
                 candidate cuts at the valleys of its column profile, each split scored by how
                 confidently the model reads the parts, against reading it whole
+    line model  where a line model for the same classes is at hand (the packaged one reads
+                digits: linemodel.py) and segmentation is not sure (a piece that may hold two
+                characters, a cut, a join, or a character the classifier is unsure of), the line
+                is also read whole, without cutting; where that finds another number of
+                characters, its reading is kept (it reads touching digits that no cut
+                separates), each character's box being the ink in the columns it was read at
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .predictor import Answer, Predictor, cell
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from .linemodel import PAD, LineModel, strip
+from .predictor import Answer, Predictor, answers, cell
 from .decode import MAX_BYTES, MAX_PIXELS, decode, luminance, to_pixels
 from .preprocess import EDGE, fit, ink_map, thicken
 
@@ -31,6 +42,7 @@ MERGE = 0.5  # pieces sharing this share of the narrower one's columns are one c
 WIDE = 0.6  # a piece wider than this times its line's height may be several characters that touch
 CUTS = 6  # valleys of the column profile tried as cuts, per wide piece
 MAX_WIDTH = 1.6  # no character is wider than this times its line's height
+SURE_WIDTH = 0.8  # no piece wider than this times its line's height (most single digits): segmentation is sure
 JOIN_GAP = 0.12  # pieces further apart than this times the line's height are never one character
 SEGMENT_COST = 2.0  # taken from every character's score: a reading prefers fewer characters...
 JOIN_COST = 1.0  # ...but not by joining separate pieces (each gap joined costs this)...
@@ -321,8 +333,9 @@ def _joins(nodes: list[Node], i: int, j: int) -> int:
     return last - first
 
 
-def segment(atoms: list[Piece], ink: np.ndarray, height: float, predictor: Predictor) -> list[tuple[np.ndarray, Box]]:
-    """A line's characters: the split of its pieces (merging neighbours, cutting touching ones)
+def segment(atoms: list[Piece], ink: np.ndarray, height: float,
+            predictor: Predictor) -> list[tuple[np.ndarray, Box, bool]]:
+    """A line's characters, (model input, box, whether a cut through ink bounds it) each: the split of its pieces (merging neighbours, cutting touching ones)
     that scores best, by dynamic programming over the places characters may begin and end. A
     candidate character scores the model's log-confidence in it plus the log-likelihood of its
     shape for one character (ASPECT_LOG_PRIOR); all candidates go through the model in one batch."""
@@ -348,36 +361,113 @@ def segment(atoms: list[Piece], ink: np.ndarray, height: float, predictor: Predi
             best[j] = max(options, key=lambda o: o[0])
     end = len(nodes) - 1
     chosen = best[end][1] if end in best else [k for k in keys if k[1] == k[0] + 1]
-    return [segments[k][:2] for k in chosen]
+    return [(*segments[k][:2], nodes[k[0]].path is not None or nodes[k[1]].path is not None) for k in chosen]
 
 
 # ----------------------------------------------------------------------------- reading
 
 
+def packaged_line_model() -> Path:
+    return Path(str(resources.files("digitrec") / "pretrained" / "mnist.lines.onnx"))
+
+
+@lru_cache(maxsize=4)
+def _open_line_model(path: Path) -> LineModel:
+    return LineModel(path)
+
+
+def line_model_for(predictor: Predictor, choice: LineModel | Path | str | None = "auto") -> LineModel | None:
+    """The line model to read with: "auto" is the packaged one where it reads the predictor's
+    classes (none for letters); None or "none" reads by segmentation alone; a path is opened."""
+    if choice is None or isinstance(choice, LineModel):
+        return choice
+    if str(choice) == "none":
+        return None
+    if str(choice) == "auto":
+        path = packaged_line_model()
+        model = _open_line_model(path) if path.is_file() else None
+        return model if model is not None and model.classes == predictor.classes else None
+    model = _open_line_model(Path(choice))
+    if model.classes != predictor.classes:
+        from ..errors import UserError
+
+        raise UserError(f"the line model {choice} reads {', '.join(model.classes)}, but the checkpoint reads "
+                        f"{', '.join(predictor.classes)}; pass a line model for the same classes, or --lines none")
+    return model
+
+
+def line_ink(row: list[Piece], ink: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Only one line's ink (its pieces and their rims, nothing of the lines above or below), in
+    the line's box: (ink, left, top)."""
+    l, t = min(p.box[0] for p in row), min(p.box[1] for p in row)
+    r, b = max(p.box[2] for p in row), max(p.box[3] for p in row)
+    sub = np.zeros((b - t, r - l), np.float32)
+    for p in row:
+        pl, pt, pr, pb = p.box
+        np.maximum(sub[pt - t : pb - t, pl - l : pr - l], ink[pt:pb, pl:pr] * _grow(p.mask),
+                   out=sub[pt - t : pb - t, pl - l : pr - l])
+    return sub, l, t
+
+
+def read_whole(row: list[Piece], ink: np.ndarray, model: LineModel) -> list[tuple[np.ndarray, Box, np.ndarray]]:
+    """A line read whole by the line model: (model input, box in the ink map, probabilities) per
+    character; its box is the ink in the columns it was read from."""
+    sub, l, t = line_ink(row, ink)
+    x, k, left = strip(sub)
+    out = []
+    for r in model(x):
+        c0 = max(0, int(np.floor(left + (r.columns[0] - PAD) / k)))
+        c1 = min(sub.shape[1], int(np.ceil(left + (r.columns[1] - PAD) / k)))
+        part = sub[:, c0:max(c1, c0 + 1)]
+        rows, cols = np.nonzero((part >= EDGE).any(1))[0], np.nonzero((part >= EDGE).any(0))[0]
+        if not len(rows):  # read where the ink is faint: the whole height of those columns
+            rows, cols = np.array([0, part.shape[0] - 1]), np.array([0, part.shape[1] - 1])
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        out.append((model_input(part, box), (l + c0 + box[0], t + box[1], l + c0 + box[2], t + box[3]),
+                    r.probabilities))
+    return out
+
+
+def read_row(row: list[Piece], ink: np.ndarray, predictor: Predictor, model: LineModel | None,
+             top_k: int | None) -> list[tuple[Box, np.ndarray, Answer]]:
+    """One line's characters, (box in the ink map, model input, answer) each, left to right.
+    Segmentation is trusted where its characters stand apart (no piece wider than SURE_WIDTH
+    times the line's height, none cut, none joined to another) and the classifier is sure of
+    each. Otherwise the line model reads the line too, and its reading is kept where it finds
+    another number of characters; where segmentation's only doubt was a join (a 4 drawn in two
+    strokes, or a 1 close beside a 0), only if the line model is also the surer of the two."""
+    atoms, height = characters(row), line_height(row)
+    found = segment(atoms, ink, height, predictor)
+    cut = answers(predictor.probabilities([im for im, _, _ in found]), predictor.classes, predictor.threshold,
+                  top_k) if found else []
+    sure = all(a.box[2] - a.box[0] <= SURE_WIDTH * height for a in atoms) and not any(c for _, _, c in found) \
+        and all(a.status == "ok" for a in cut)
+    if model is not None and not (sure and len(found) == len(atoms)):
+        whole = read_whole(row, ink, model)
+        probs = np.stack([p for _, _, p in whole]) if whole else np.zeros((0, len(predictor.classes)))
+        if len(whole) != len(cut) and (not sure or np.prod(probs.max(1)) > np.prod([a.confidence for a in cut])):
+            return [(box, im, a) for (im, box, _), a in zip(whole, answers(probs, predictor.classes, model.threshold, top_k))]
+    return [(box, im, a) for (im, box, _), a in zip(found, cut)]
+
+
 def read(source, predictor: Predictor, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
-         top_k: int | None = None) -> Reading:
-    """Every character in an image (bytes, a path or a PIL image), in reading order."""
+         top_k: int | None = None, line_model: LineModel | Path | str | None = "auto") -> Reading:
+    """Every character in an image (bytes, a path or a PIL image), in reading order. `line_model`:
+    see line_model_for."""
+    model = line_model_for(predictor, line_model)
     im, _, shrunk = decode(source, max_bytes, max_pixels)
     size = (round(im.size[0] * shrunk), round(im.size[1] * shrunk))
     ink, blank, _ = ink_map(luminance(to_pixels(im)))
     if blank:
         return Reading("", "blank", None, size=size)
-    inputs, boxes, counts = [], [], []
-    for row in lines(pieces(ink)):
-        found = segment(characters(row), ink, line_height(row), predictor)
-        inputs += [image for image, _ in found]
-        boxes += [box for _, box in found]
-        counts.append(len(found))
-    if not inputs:
-        return Reading("", "blank", None, size=size)
+    rows = [read_row(row, ink, predictor, model, top_k) for row in lines(pieces(ink))]
     kx, ky = size[0] / ink.shape[1], size[1] / ink.shape[0]
     chars = [Character((int(l * kx), int(t * ky), min(size[0], int(np.ceil(r * kx))), min(size[1], int(np.ceil(b * ky)))),
-                       image, answer)
-             for (l, t, r, b), image, answer in zip(boxes, inputs, predictor.predict(inputs, top_k))]
-    text, at = [], 0
-    for n in counts:
-        text.append("".join(c.answer.label or "" for c in chars[at : at + n]))
-        at += n
+                       image, answer) for row in rows for (l, t, r, b), image, answer in row]
+    if not chars:
+        return Reading("", "blank", None, size=size)
+    text = "\n".join("".join(a.label or "" for _, _, a in row) for row in rows if row)
+    counts = [len(row) for row in rows if row]
     status = "unsure" if any(c.answer.status != "ok" for c in chars) else "ok"
     confidence = float(np.prod([c.answer.confidence or 0.0 for c in chars]))
-    return Reading("\n".join(text), status, confidence, chars, counts, size)
+    return Reading(text, status, confidence, chars, counts, size)

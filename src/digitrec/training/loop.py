@@ -53,7 +53,7 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opti
               {"params": no_decay, "weight_decay": 0.0}]
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(cfg.optimizer)
     if kind is not None:
-        return kind(groups, lr=cfg.lr)
+        return kind(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
 
@@ -408,7 +408,7 @@ def finish(run: Run, state: TrainState, t_start: float) -> dict:
     tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
     with run.timed("scoring"):
         model, ckpt = load_model(run.out / "best.pt")
-        model.to(run.device)
+        model.to(run.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
         card, scores, logits = ckpt.card, {}, {}
         for name, x, y in (("train", ds.train_x[tr], ds.train_y[tr]), ("val", ds.train_x[va], ds.train_y[va]),
                            ("test", ds.test_x, ds.test_y)):

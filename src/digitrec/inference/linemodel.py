@@ -1,0 +1,119 @@
+"""The line model: a whole line of characters read at once, without cutting it into characters.
+
+A small convolutional network slides along a line strip and says, every STRIDE pixels, which
+character is there or that none is (the CTC blank); runs of one character are one character.
+It reads digits that touch or overlap, which no cut through the ink separates cleanly. It is
+trained on lines composed from MNIST training digits (training/lines.py) and runs here on
+ONNX Runtime, without torch.
+
+    strip    a line's ink (from the ink map) -> the model's input: the ink's box scaled to
+             INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right
+    decode   per-frame probabilities -> characters: label, all probabilities (the blank left
+             out), and the columns of the strip each one was read from
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CheckpointError
+from .onnxrun import session
+from .preprocess import EDGE, MIN_STROKE, STROKE, dilate, stroke_width
+
+HEIGHT = 32  # the strip's height
+INK_HEIGHT = 24  # the line's ink box, scaled to this height (its digits about 20 px high, as in MNIST)
+PAD = 8  # paper left and right of the ink
+STRIDE = 4  # strip pixels per output frame
+META_KEY = "digitrec.lines"
+
+
+def strip(ink: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """A line's ink (float, 1 = ink, holding only this line) -> (the model input (HEIGHT, W)
+    float32 with W a multiple of STRIDE, k, left): the strip's column c shows the ink's column
+    left + (c - PAD) / k. Strokes too thin to survive the scaling are widened first, as
+    preprocess.thicken does for one character. An empty line gives an empty strip."""
+    rows, cols = np.nonzero((ink >= EDGE).any(1))[0], np.nonzero((ink >= EDGE).any(0))[0]
+    if not len(rows):
+        return np.zeros((HEIGHT, 2 * PAD), np.float32), 1.0, 0
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    k = INK_HEIGHT / (bottom - top)
+    width = stroke_width(ink, (left, top, right, bottom))
+    r = int(np.ceil((STROKE / k - width) / 2)) if width * k < MIN_STROKE else 0
+    top, bottom, left, right = max(top - r, 0), min(bottom + r, ink.shape[0]), max(left - r, 0), min(right + r, ink.shape[1])
+    crop = dilate(ink[top:bottom, left:right].astype(np.float32), r)
+    k = INK_HEIGHT / (bottom - top)
+    w = max(1, round((right - left) * k))
+    scaled = np.clip(np.asarray(Image.fromarray(crop, "F").resize((w, INK_HEIGHT), Image.Resampling.LANCZOS)), 0, 1)
+    total = -(-(w + 2 * PAD) // STRIDE) * STRIDE
+    out = np.zeros((HEIGHT, total), np.float32)
+    y = (HEIGHT - INK_HEIGHT) // 2
+    out[y : y + INK_HEIGHT, PAD : PAD + w] = scaled
+    return out, k, left
+
+
+@dataclass
+class Read:
+    """One character read from a strip."""
+
+    index: int  # class index
+    probabilities: np.ndarray  # (C,) over the classes, the blank left out
+    columns: tuple[int, int]  # the strip's columns it was read from: [start, stop)
+
+
+def decode(frames: np.ndarray) -> list[Read]:
+    """Greedy CTC decoding of (T, C + 1) frame probabilities (blank last): each run of frames
+    whose best is one class is one character, read at its most certain frame. A character's
+    columns reach halfway to its neighbours' (the strip's edges at the ends)."""
+    best = frames.argmax(1)
+    blank = frames.shape[1] - 1
+    runs, t = [], 0
+    while t < len(best):
+        u = t
+        while u + 1 < len(best) and best[u + 1] == best[t]:
+            u += 1
+        if best[t] != blank:
+            peak = t + int(frames[t : u + 1, best[t]].argmax())
+            runs.append((int(best[t]), peak, t, u + 1))
+        t = u + 1
+    out = []
+    for i, (c, peak, start, stop) in enumerate(runs):
+        p = frames[peak, :blank] / max(float(frames[peak, :blank].sum()), 1e-12)
+        lo = 0 if i == 0 else (runs[i - 1][3] + start) // 2
+        hi = len(best) if i == len(runs) - 1 else (stop + runs[i + 1][2] + 1) // 2
+        out.append(Read(c, p.astype(np.float32), (lo * STRIDE, hi * STRIDE)))
+    return out
+
+
+class LineModel:
+    """A line model exported by `digitrec train-lines`: `LineModel(path)(strip) -> [Read, ...]`.
+    `.classes` are its class names; `.threshold` the confidence under which a character it
+    reads is `unsure` (chosen on validation lines)."""
+
+    def __init__(self, path: Path | str, threads: int = 0):
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"line model {path} does not exist; train one with `digitrec train-lines`")
+        self.session = session(path, threads, "the line model")
+        try:
+            info = json.loads(self.session.get_modelmeta().custom_metadata_map[META_KEY])
+            self.classes: list[str] = [str(c) for c in info["classes"]]
+            self.threshold = float(info["threshold"])
+        except Exception as e:  # noqa: BLE001  an ONNX model, but not a digitrec line model
+            raise CheckpointError(f"{path} is not a digitrec line model ({type(e).__name__}); "
+                                  "train one with `digitrec train-lines`") from None
+        self.path, self.info = path, info
+
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        """(HEIGHT, W) strip -> (W / STRIDE, C + 1) probabilities per frame."""
+        logits = self.session.run(None, {self.session.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
+        z = logits.T - logits.T.max(1, keepdims=True)  # (T, C + 1)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def __call__(self, x: np.ndarray) -> list[Read]:
+        return decode(self.frames(x))

@@ -1,0 +1,233 @@
+"""Training the line model (inference/linemodel.py): lines composed from MNIST training digits,
+read whole by a small CNN trained with CTC.
+
+    lines      1 to 10 digits set side by side by scenes.compose_line (the same composer the
+               whole-numbers benchmark renders with): each scaled +-15% and moved up or down
+               +-10%, the gaps from clear to overlapping by a third of a digit's width; the
+               line drawn at another resolution and pen now and then; then linemodel.strip,
+               exactly as the reader prepares a line it found
+    LineNet    convolutions down to a quarter of the width and an eighth of the height, the
+               height folded into channels, 1-d convolutions along the line: a score per class
+               and for the blank every STRIDE pixels. Only convolutions: any width runs
+    training   AdamW with a one-cycle schedule on the CTC loss; validation lines are built from
+               the validation split of the training digits (never test digits)
+    export     ONNX with a dynamic batch and width, the classes and the `unsure` threshold in
+               its metadata: the reader runs it without torch
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..inference.linemodel import HEIGHT, META_KEY, STRIDE, LineModel, decode, strip
+from ..inference.preprocess import dilate
+from ..models import conv_bn, count_parameters
+from .config import LineConfig
+from ..util import atomic_write, say, write_json
+
+CLEAR = (0.1, 1.2)  # gaps between digits, in units of a digit's ink width: clear...
+TOUCHING = (-0.35, 0.1)  # ...or touching and overlapping (each line is one or the other)
+EVERY = 250  # steps between progress lines and saved states
+
+
+class LineNet(nn.Module):
+    """(B, 1, HEIGHT, W) strips, W a multiple of STRIDE -> (B, classes + 1, W / STRIDE) logits,
+    the blank last."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *conv_bn(1, w // 2), nn.MaxPool2d(2),  # (B, w/2, 16, W/2)
+            *conv_bn(w // 2, w), nn.MaxPool2d(2),  # (B, w, 8, W/4)
+            *conv_bn(w, 2 * w), *conv_bn(2 * w, 2 * w), nn.MaxPool2d((2, 1)),  # (B, 2w, 4, W/4)
+        )
+        folded = 2 * w * HEIGHT // 8
+        self.head = nn.Sequential(
+            nn.Conv1d(folded, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
+            nn.Conv1d(4 * w, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
+            nn.Conv1d(4 * w, num_classes + 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return self.head(f.flatten(1, 2))
+
+
+# ----------------------------------------------------------------------------- lines
+
+
+def make_line(digits: np.ndarray, rng: np.random.Generator, gap: tuple[float, float]) -> np.ndarray:
+    """(n, 28, 28) uint8 MNIST digits -> one line's strip, as the reader would prepare it."""
+    from ..scenes import compose_line, glyph_of, resize
+
+    ink = compose_line([glyph_of(d) for d in digits], rng, gap, size_jitter=0.15, baseline_jitter=0.1).ink
+    k = rng.uniform(0.6, 2.0)  # the resolution the reader finds the line at
+    ink = resize(ink, max(4, round(ink.shape[1] * k)), max(4, round(ink.shape[0] * k)), sharp=False)
+    if rng.random() < 0.25:  # a broader pen
+        ink = dilate(ink, 1)
+    return strip(ink)[0]
+
+
+def batch_of(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, size: int, max_length: int):
+    """A batch of lines of one length: (B, 1, HEIGHT, W) strips (padded with paper), the
+    (B, n) labels, and the frames each strip has."""
+    n = int(rng.integers(1, max_length + 1))
+    idx = rng.integers(0, len(x), (size, n))
+    gaps = [CLEAR if rng.random() < 0.5 else TOUCHING for _ in range(size)]
+    strips = [make_line(x[i], rng, g) for i, g in zip(idx, gaps)]
+    width = max(s.shape[1] for s in strips)
+    out = np.zeros((size, 1, HEIGHT, width), np.float32)
+    for b, s in enumerate(strips):
+        out[b, 0, :, : s.shape[1]] = s
+    frames = torch.tensor([s.shape[1] // STRIDE for s in strips])
+    return torch.from_numpy(out), torch.from_numpy(y[idx].astype(np.int64)), frames
+
+
+def validation_lines(x: np.ndarray, y: np.ndarray, count: int, max_length: int, seed: int):
+    """`count` validation lines, half clear and half touching, of 1 to max_length digits:
+    [(strip, (n,) class indices)]."""
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for k in range(count):
+        n = 1 + k % max_length
+        idx = rng.integers(0, len(x), n)
+        out.append((make_line(x[idx], rng, CLEAR if k % 2 else TOUCHING), y[idx]))
+    return out
+
+
+def read_strips(model: nn.Module, strips: list[np.ndarray], classes: list[str]) -> list[tuple[str, float]]:
+    """(text, the least confident character's confidence) for each strip, by the torch model."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in strips:
+            frames = model(torch.from_numpy(s)[None, None]).softmax(1)[0].T.numpy()
+            chars = decode(frames)
+            out.append(("".join(classes[c.index] for c in chars),
+                        min((float(c.probabilities.max()) for c in chars), default=1.0)))
+    model.train()
+    return out
+
+
+def unsure_threshold(results: list[tuple[str, float]], truths: list[str]) -> float:
+    """The confidence under which a character is `unsure`: about half of the wrong validation
+    lines have a character below it (as the classifier's card chooses its own)."""
+    wrong = sorted(conf for (text, conf), truth in zip(results, truths) if text != truth)
+    return float(np.median(wrong)) if wrong else 0.5
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
+    """Train a line model into `out` (lines.pt, lines.onnx, lines.json); returns its metrics.
+    Every EVERY steps the whole state is saved (state.pt): run again to go on from there."""
+    from ..data.load import load, split_indices
+
+    torch.manual_seed(cfg.seed)
+    ds = load(cfg.dataset)
+    tr, va = split_indices(len(ds.train_x), cfg.val_size, 0)
+    x, y = ds.train_x.numpy(), ds.train_y.numpy()
+    classes = [str(c) for c in ds.spec.classes]
+    val = validation_lines(x[va.numpy()], y[va.numpy()], cfg.val_lines, cfg.max_length, cfg.seed)
+    x, y = x[tr.numpy()], y[tr.numpy()]
+    model = LineNet(len(classes), cfg.width).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.15)
+    rng = np.random.default_rng(cfg.seed)
+    start = resume(out / "state.pt", cfg, model, opt, sched, rng, log)
+    log(f"line model: {count_parameters(model):,} parameters; steps {start + 1} to {cfg.steps}, {cfg.batch} lines each")
+    t0, seen = time.perf_counter(), None
+    for step in range(start + 1, cfg.steps + 1):
+        xb, yb, frames = batch_of(x, y, rng, cfg.batch, cfg.max_length)
+        logp = model(xb.contiguous(memory_format=torch.channels_last)).log_softmax(1).permute(2, 0, 1)  # (T, B, C+1)
+        loss = F.ctc_loss(logp, yb, frames, torch.full((cfg.batch,), yb.shape[1]), blank=len(classes),
+                          zero_infinity=True)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        seen = float(loss.detach()) if seen is None else 0.98 * seen + 0.02 * float(loss.detach())
+        if step % EVERY == 0 or step == cfg.steps:
+            log(f"step {step}/{cfg.steps}  loss {seen:.4f}  {time.perf_counter() - t0:.0f} s")
+            keep_state(out / "state.pt", cfg, step, model, opt, sched, rng)
+    results = read_strips(model, [s for s, _ in val], classes)
+    truths = ["".join(classes[int(v)] for v in t) for _, t in val]
+    accuracy = float(np.mean([r[0] == t for r, t in zip(results, truths)]))
+    metrics = {"val_line_accuracy": accuracy, "val_lines": len(val), "threshold": unsure_threshold(results, truths),
+               "train_seconds": time.perf_counter() - t0, "parameters": count_parameters(model), "config": asdict(cfg)}
+    log(f"validation lines read whole: {100 * accuracy:.2f}% of {len(val)}")
+    save(model, out, classes, metrics)
+    return metrics
+
+
+def keep_state(path: Path, cfg: LineConfig, step: int, model, opt, sched, rng: np.random.Generator) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": asdict(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+             "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def resume(path: Path, cfg: LineConfig, model, opt, sched, rng: np.random.Generator, log) -> int:
+    """The step to go on from: that of the saved state where it was trained with this config, else 0."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != asdict(cfg):
+        log(f"{path} was trained with other options; starting again")
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    log(f"going on from step {state['step']} ({path})")
+    return int(state["step"])
+
+
+def save(model: nn.Module, out: Path, classes: list[str], metrics: dict) -> Path:
+    """lines.pt (weights, classes, config), lines.json (metrics) and lines.onnx (what the reader
+    runs), the export checked against the torch model."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    info = {"classes": classes, "threshold": metrics["threshold"], "width": metrics["config"]["width"],
+            "height": HEIGHT, "stride": STRIDE, "val_line_accuracy": metrics["val_line_accuracy"]}
+    atomic_write(out / "lines.pt", lambda tmp: torch.save({"state": model.state_dict(), "info": info}, tmp))
+    write_json(out / "lines.json", metrics)
+    return export(model, out / "lines.onnx", info)
+
+
+def export(model: nn.Module, path: Path, info: dict) -> Path:
+    """lines.onnx: any batch, any width (a multiple of STRIDE); checked against torch."""
+    import onnx
+
+    from ..export import to_onnx
+
+    frames = torch.export.Dim("frames", min=2, max=4096)
+    proto = to_onnx(model, torch.zeros(2, 1, HEIGHT, 64), {0: torch.export.Dim("batch"), 3: STRIDE * frames},
+                    "strip", META_KEY, info)
+    atomic_write(path, lambda tmp: onnx.save_model(proto, str(tmp)))
+    x = torch.rand(1, 1, HEIGHT, 4 * 37, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(x).softmax(1)[0].T.numpy()
+    worst = float(np.abs(LineModel(path).frames(x[0, 0].numpy()) - want).max())
+    if not worst <= 1e-4:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"the ONNX export of the line model differs from torch by {worst:.2g}")
+    return path
+
+
+def load_lines(path: Path) -> tuple[nn.Module, dict]:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = LineNet(len(saved["info"]["classes"]), saved["info"]["width"])
+    model.load_state_dict(saved["state"])
+    return model.eval(), saved["info"]
+

@@ -1,0 +1,119 @@
+"""The line model: strips prepared as the reader prepares them, CTC decoding, training (with
+resume) and export, and the reader keeping its reading where segmentation cannot cut."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from digitrec.errors import CheckpointError
+from digitrec.inference.linemodel import HEIGHT, INK_HEIGHT, PAD, STRIDE, LineModel, decode, strip
+from digitrec.inference.predictor import Predictor
+from digitrec.inference.reader import line_model_for, packaged_line_model, read
+from digitrec.training.config import LineConfig
+from digitrec.training.lines import LineNet, load_lines, train_lines
+
+
+def test_strip_scales_the_ink_to_its_height_and_pads_it_with_paper():
+    ink = np.zeros((100, 300), np.float32)
+    ink[20:80, 50:170] = 1.0  # 60 high, 120 wide
+    x, k, left = strip(ink)
+    assert x.shape[0] == HEIGHT and x.shape[1] % STRIDE == 0
+    assert k == pytest.approx(INK_HEIGHT / 60) and left == 50
+    rows, cols = np.nonzero(x.max(1) > 0.5)[0], np.nonzero(x.max(0) > 0.5)[0]
+    assert rows[-1] - rows[0] + 1 == INK_HEIGHT and cols[0] == PAD
+    assert cols[-1] + 1 - cols[0] == pytest.approx(120 * k, abs=1)
+    empty, _, _ = strip(np.zeros((10, 10), np.float32))
+    assert not empty.any() and empty.shape[0] == HEIGHT
+
+
+def test_decode_collapses_runs_and_keeps_repeats_split_by_a_blank():
+    # classes a, b and the blank (last); frames: a a - a b b -
+    seq = [0, 0, 2, 0, 1, 1, 2]
+    frames = np.full((len(seq), 3), 0.05, np.float32)
+    frames[np.arange(len(seq)), seq] = 0.9
+    frames[4, 1] = 0.95  # the b is read at its more certain frame
+    got = decode(frames / frames.sum(1, keepdims=True))
+    assert [r.index for r in got] == [0, 0, 1]
+    assert got[0].columns[0] == 0 and got[-1].columns[1] == len(seq) * STRIDE
+    assert all(a.columns[1] <= b.columns[0] + STRIDE for a, b in zip(got, got[1:]))
+    assert all(abs(r.probabilities.sum() - 1) < 1e-5 for r in got)
+    assert decode(np.tile([[0.1, 0.1, 0.8]], (5, 1))) == []
+
+
+def test_the_network_takes_any_width_and_gives_a_frame_per_stride():
+    net = LineNet(10, 8).eval()
+    for w in (16, 64, 132):
+        assert net(torch.zeros(2, 1, HEIGHT, w)).shape == (2, 11, w // STRIDE)
+
+
+def test_training_resumes_and_exports_a_model_onnx_runtime_agrees_with(synth_dir, tmp_path):
+    cfg = LineConfig(steps=4, batch=4, width=8, max_length=3, val_lines=6, val_size=100, dataset=str(synth_dir))
+    first = train_lines(tmp_path / "a", cfg, log=lambda m: None)
+    assert 0 <= first["val_line_accuracy"] <= 1 and (tmp_path / "a" / "state.pt").is_file()
+    said = []
+    again = train_lines(tmp_path / "a", cfg, log=said.append)  # the saved state is at the last step
+    assert any("going on from step 4" in m for m in said)
+    model, info = load_lines(tmp_path / "a" / "lines.pt")
+    onnx = LineModel(tmp_path / "a" / "lines.onnx")
+    assert onnx.classes == info["classes"] == [str(i) for i in range(10)]
+    x = np.random.default_rng(0).random((HEIGHT, 96), dtype=np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)[None, None]).softmax(1)[0].T.numpy()
+    assert np.abs(onnx.frames(x) - want).max() < 1e-4
+    assert again["val_line_accuracy"] == pytest.approx(first["val_line_accuracy"])
+
+
+def test_a_broken_line_model_file_is_refused_in_words(tmp_path):
+    bad = tmp_path / "lines.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="not a readable ONNX model"):
+        LineModel(bad)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return Predictor()
+
+
+def _png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.skipif(not packaged_line_model().is_file(), reason="no packaged line model")
+def test_touching_digits_are_read_whole_where_no_cut_separates_them(real_mnist, shipped):
+    """MNIST training digits pushed into each other by a quarter of their width: the reader with
+    the line model reads most such lines; segmentation alone reads fewer."""
+    from digitrec.scenes import compose_line, glyph_of
+
+    rng = np.random.default_rng(3)
+    x, y = real_mnist.train_x.numpy(), real_mnist.train_y.numpy()
+    right = {"auto": 0, "none": 0}
+    for _ in range(12):
+        idx = rng.integers(0, len(x), 4)
+        ink = compose_line([glyph_of(d) for d in x[idx]], rng, gap=(-0.25, -0.15)).ink
+        page = np.pad(255 - np.round(ink * 255).astype(np.uint8), 20, constant_values=255)
+        truth = "".join(str(int(v)) for v in y[idx])
+        for how in right:
+            right[how] += read(_png(page), shipped, line_model=how).text == truth
+    assert right["auto"] >= 9 and right["auto"] > right["none"]
+    assert line_model_for(shipped, "auto") is not None and line_model_for(shipped, "none") is None
+
+
+def test_read_takes_a_line_model_or_none_and_refuses_a_bad_one_in_words(tmp_path, capsys, shipped):
+    from digitrec.cli.main import main
+    from synth import draw_text
+
+    page = tmp_path / "n.png"
+    draw_text(["2026"]).save(page)
+    for how in ("none", "auto"):
+        assert main(["read", str(page), "--lines", how]) == 0
+        assert capsys.readouterr().out.split()[1] == "2026"
+    assert main(["read", str(page), "--lines", str(tmp_path / "missing.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
