@@ -231,9 +231,12 @@ def cut_path(weights: np.ndarray, start: int, reach: int) -> np.ndarray:
     lo, hi = max(0, start - reach), min(w, start + reach + 1)
     cost = weights[:, lo:hi].astype(np.float64)
     acc = cost.copy()
-    for y in range(1, h):  # one short vectorised step per row
+    best = np.empty(hi - lo)
+    for y in range(1, h):  # one short vectorised step per row: the least of the three cells above
         prev = acc[y - 1]
-        best = np.minimum(prev, np.minimum(np.r_[np.inf, prev[:-1]], np.r_[prev[1:], np.inf]))
+        best[:] = prev
+        np.minimum(best[1:], prev[:-1], out=best[1:])
+        np.minimum(best[:-1], prev[1:], out=best[:-1])
         acc[y] += best
     path = np.empty(h, np.int64)
     path[-1] = int(np.argmin(acc[-1] + 1e-6 * np.abs(np.arange(lo, hi) - start)))
