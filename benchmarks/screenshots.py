@@ -2,7 +2,7 @@
 Debian's headless Chromium: docs/canvas.png (a digit drawn with the mouse, the answer explained
 with the runner-up, and the correction control of `serve --collect`), docs/upload.png (a photo
 of a handwritten digit, with the box of ink the model read) and docs/number.png (number mode:
-a whole number written along the wide pad, a box and label per digit).
+a whole number written along the wide pad, its digits touching, a box and label per digit).
 
     python benchmarks/screenshots.py [--out docs]
 """
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
         page.screenshot(path=str(args.out / "upload.png"), full_page=True)
         page.click("#clear")
         page.click("#kind-number")
-        for k, digit in enumerate("2026"):
-            draw(page, [[(120 + 160 * k + 80 * x, 50 + 180 * y) for x, y in stroke] for stroke in NUMBER[digit]], 840)
+        for k, digit in enumerate("2026"):  # written close: the strokes of neighbours touch
+            draw(page, [[(190 + 92 * k + 90 * x, 50 + 180 * y) for x, y in stroke] for stroke in NUMBER[digit]], 840)
         page.wait_for_timeout(600)
         wait(page, "data-pending", "0")
         page.wait_for_timeout(300)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from digitrec.errors import CheckpointError
-from digitrec.inference.linemodel import HEIGHT, INK_HEIGHT, PAD, STRIDE, LineModel, decode, strip
+from digitrec.inference.linemodel import HEIGHT, INK_HEIGHT, PAD, STRIDE, LineModel, Read, decode, spans, strip
 from digitrec.inference.predictor import Predictor
 from digitrec.inference.reader import line_model_for, packaged_line_model, read
 from digitrec.training.config import LineConfig
@@ -36,13 +36,21 @@ def test_decode_collapses_runs_and_keeps_repeats_split_by_a_blank():
     seq = [0, 0, 2, 0, 1, 1, 2]
     frames = np.full((len(seq), 3), 0.05, np.float32)
     frames[np.arange(len(seq)), seq] = 0.9
-    frames[4, 1] = 0.95  # the b is read at its more certain frame
+    frames[5, 1] = 0.95  # the b is read at its more certain frame
     got = decode(frames / frames.sum(1, keepdims=True))
-    assert [r.index for r in got] == [0, 0, 1]
-    assert got[0].columns[0] == 0 and got[-1].columns[1] == len(seq) * STRIDE
-    assert all(a.columns[1] <= b.columns[0] + STRIDE for a, b in zip(got, got[1:]))
+    assert [r.index for r in got] == [0, 0, 1] and [r.frame for r in got] == [0, 3, 5]
     assert all(abs(r.probabilities.sum() - 1) < 1e-5 for r in got)
     assert decode(np.tile([[0.1, 0.1, 0.8]], (5, 1))) == []
+
+
+def test_spans_cover_the_ink_in_reading_order_whatever_the_frames_offset():
+    x = np.zeros((HEIGHT, 200), np.float32)
+    x[4:28, 20:60] = x[4:28, 80:120] = x[4:28, 140:180] = 1  # three characters, centres 40, 100, 160
+    for offset in (0, 3, 6):  # frames late by this many (the model reads at a steady lag)
+        reads = [Read(0, np.ones(1), (c // STRIDE) + offset) for c in (40, 100, 160)]
+        got = spans(reads, x)
+        assert got[0][0] == 20 and got[-1][1] == 180
+        assert [round(a) for a, _ in got[1:]] == [70, 130]  # halfway between the centres
 
 
 def test_the_network_takes_any_width_and_gives_a_frame_per_stride():

@@ -9,7 +9,8 @@ ONNX Runtime, without torch.
     strip    a line's ink (from the ink map) -> the model's input: the ink's box scaled to
              INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right
     decode   per-frame probabilities -> characters: label, all probabilities (the blank left
-             out), and the columns of the strip each one was read from
+             out), and the frame each one was read at
+    spans    the strip columns each character covers, for its box
 """
 
 from __future__ import annotations
@@ -62,31 +63,40 @@ class Read:
 
     index: int  # class index
     probabilities: np.ndarray  # (C,) over the classes, the blank left out
-    columns: tuple[int, int]  # the strip's columns it was read from: [start, stop)
+    frame: int  # the frame it was read at (its most certain); the strip's columns frame * STRIDE on
 
 
 def decode(frames: np.ndarray) -> list[Read]:
     """Greedy CTC decoding of (T, C + 1) frame probabilities (blank last): each run of frames
-    whose best is one class is one character, read at its most certain frame. A character's
-    columns reach halfway to its neighbours' (the strip's edges at the ends)."""
+    whose best is one class is one character, read at its most certain frame."""
     best = frames.argmax(1)
     blank = frames.shape[1] - 1
-    runs, t = [], 0
+    out, t = [], 0
     while t < len(best):
         u = t
         while u + 1 < len(best) and best[u + 1] == best[t]:
             u += 1
         if best[t] != blank:
             peak = t + int(frames[t : u + 1, best[t]].argmax())
-            runs.append((int(best[t]), peak, t, u + 1))
+            p = frames[peak, :blank] / max(float(frames[peak, :blank].sum()), 1e-12)
+            out.append(Read(int(best[t]), p.astype(np.float32), peak))
         t = u + 1
-    out = []
-    for i, (c, peak, start, stop) in enumerate(runs):
-        p = frames[peak, :blank] / max(float(frames[peak, :blank].sum()), 1e-12)
-        lo = 0 if i == 0 else (runs[i - 1][3] + start) // 2
-        hi = len(best) if i == len(runs) - 1 else (stop + runs[i + 1][2] + 1) // 2
-        out.append(Read(c, p.astype(np.float32), (lo * STRIDE, hi * STRIDE)))
     return out
+
+
+def spans(reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:
+    """The strip columns each character covers: the frames a CTC model reads characters at sit at a
+    steady offset from their centres (where its view has seen enough), so the centres are the
+    frames moved together onto the ink's middle, and neighbours meet halfway between centres;
+    the first begins and the last ends with the ink."""
+    cols = np.nonzero(x.max(0) >= EDGE)[0]
+    if not reads or not len(cols):
+        return []
+    left, right = float(cols[0]), float(cols[-1] + 1)
+    at = np.array([(r.frame + 0.5) * STRIDE for r in reads])
+    centres = at - (at.mean() - (left + right) / 2)
+    cuts = (centres[1:] + centres[:-1]) / 2
+    return list(zip([left, *cuts], [*cuts, right]))
 
 
 class LineModel:

@@ -31,7 +31,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .linemodel import PAD, LineModel, strip
+from .linemodel import PAD, LineModel, spans, strip
 from .predictor import Answer, Predictor, answers, cell
 from .decode import MAX_BYTES, MAX_PIXELS, decode, luminance, to_pixels
 from .preprocess import EDGE, fit, ink_map, thicken
@@ -414,13 +414,14 @@ def line_ink(row: list[Piece], ink: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 def read_whole(row: list[Piece], ink: np.ndarray, model: LineModel) -> list[tuple[np.ndarray, Box, np.ndarray]]:
     """A line read whole by the line model: (model input, box in the ink map, probabilities) per
-    character; its box is the ink in the columns it was read from."""
+    character; its box is the ink in the columns it covers (linemodel.spans)."""
     sub, l, t = line_ink(row, ink)
     x, k, left = strip(sub)
+    reads = model(x)
     out = []
-    for r in model(x):
-        c0 = max(0, int(np.floor(left + (r.columns[0] - PAD) / k)))
-        c1 = min(sub.shape[1], int(np.ceil(left + (r.columns[1] - PAD) / k)))
+    for r, (s0, s1) in zip(reads, spans(reads, x)):
+        c0 = max(0, int(np.floor(left + (s0 - PAD) / k)))
+        c1 = min(sub.shape[1], int(np.ceil(left + (s1 - PAD) / k)))
         part = sub[:, c0:max(c1, c0 + 1)]
         rows, cols = np.nonzero((part >= EDGE).any(1))[0], np.nonzero((part >= EDGE).any(0))[0]
         if not len(rows):  # read where the ink is faint: the whole height of those columns
