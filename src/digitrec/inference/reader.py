@@ -18,18 +18,17 @@ go through the model in one batch. Nothing here assumes digits: a letters model 
                 characters, a cut, a join, or a character the classifier is unsure of), the line
                 is also read whole, without cutting; where that finds another number of
                 characters, its reading is kept (it reads touching digits that no cut
-                separates), each character's box being the ink in the columns it was read at
+                separates), each character's box being the ink in the columns it covers
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
-
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from .linemodel import PAD, LineModel, spans, strip
 from .predictor import Answer, Predictor, answers, cell
@@ -338,8 +337,8 @@ def _joins(nodes: list[Node], i: int, j: int) -> int:
 
 def segment(atoms: list[Piece], ink: np.ndarray, height: float,
             predictor: Predictor) -> list[tuple[np.ndarray, Box, bool]]:
-    """A line's characters, (model input, box, whether a cut through ink bounds it) each: the split of its pieces (merging neighbours, cutting touching ones)
-    that scores best, by dynamic programming over the places characters may begin and end. A
+    """A line's characters, (model input, box, whether a cut through ink bounds it) each: the
+    split of its pieces (merging neighbours, cutting touching ones) that scores best, by dynamic programming over the places characters may begin and end. A
     candidate character scores the model's log-confidence in it plus the log-likelihood of its
     shape for one character (ASPECT_LOG_PRIOR); all candidates go through the model in one batch."""
     nodes = _nodes(atoms, ink, height)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import CheckpointError
 from ..inference.linemodel import HEIGHT, META_KEY, STRIDE, LineModel, decode, strip
 from ..inference.preprocess import dilate
 from ..models import conv_bn, count_parameters
@@ -221,7 +222,8 @@ def export(model: nn.Module, path: Path, info: dict) -> Path:
     worst = float(np.abs(LineModel(path).frames(x[0, 0].numpy()) - want).max())
     if not worst <= 1e-4:
         path.unlink(missing_ok=True)
-        raise RuntimeError(f"the ONNX export of the line model differs from torch by {worst:.2g}")
+        raise CheckpointError(f"the ONNX export of the line model differs from torch by {worst:.2g}; "
+                              f"it was not kept (the trained weights are in {path.with_suffix('.pt')})")
     return path
 
 
