@@ -24,6 +24,7 @@ from PIL import Image
 
 from ..errors import CheckpointError
 from .onnxrun import session
+from .predictor import softmax
 from .preprocess import EDGE, MIN_STROKE, STROKE, dilate, stroke_width
 
 HEIGHT = 32  # the strip's height
@@ -121,9 +122,7 @@ class LineModel:
     def frames(self, x: np.ndarray) -> np.ndarray:
         """(HEIGHT, W) strip -> (W / STRIDE, C + 1) probabilities per frame."""
         logits = self.session.run(None, {self.session.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
-        z = logits.T - logits.T.max(1, keepdims=True)  # (T, C + 1)
-        e = np.exp(z)
-        return e / e.sum(1, keepdims=True)
+        return softmax(logits.T)  # (T, C + 1)
 
     def __call__(self, x: np.ndarray) -> list[Read]:
         return decode(self.frames(x))

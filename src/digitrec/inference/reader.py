@@ -336,9 +336,10 @@ def _joins(nodes: list[Node], i: int, j: int) -> int:
 
 
 def segment(atoms: list[Piece], ink: np.ndarray, height: float,
-            predictor: Predictor) -> list[tuple[np.ndarray, Box, bool]]:
-    """A line's characters, (model input, box, whether a cut through ink bounds it) each: the
-    split of its pieces (merging neighbours, cutting touching ones) that scores best, by dynamic programming over the places characters may begin and end. A
+            predictor: Predictor) -> list[tuple[np.ndarray, Box, bool, np.ndarray]]:
+    """A line's characters, (model input, box, whether a cut through ink bounds it, the model's
+    probabilities) each: the split of its pieces (merging neighbours, cutting touching ones)
+    that scores best, by dynamic programming over the places characters may begin and end. A
     candidate character scores the model's log-confidence in it plus the log-likelihood of its
     shape for one character (ASPECT_LOG_PRIOR); all candidates go through the model in one batch."""
     nodes = _nodes(atoms, ink, height)
@@ -353,7 +354,8 @@ def segment(atoms: list[Piece], ink: np.ndarray, height: float,
     if not segments:
         return []
     keys = list(segments)
-    confident = np.log(np.maximum(predictor.probabilities([segments[k][0] for k in keys]).max(1), 1e-9))
+    probs = predictor.probabilities([segments[k][0] for k in keys])  # (candidates, C)
+    confident = np.log(np.maximum(probs.max(1), 1e-9))
     score = {k: float(c) + segments[k][2] - SEGMENT_COST - _joins(nodes, *k) * JOIN_COST
              - (nodes[k[1]].path is not None) * CUT_COST for k, c in zip(keys, confident)}
     best = {0: (0.0, [])}  # node -> (score, segments so far)
@@ -363,7 +365,9 @@ def segment(atoms: list[Piece], ink: np.ndarray, height: float,
             best[j] = max(options, key=lambda o: o[0])
     end = len(nodes) - 1
     chosen = best[end][1] if end in best else [k for k in keys if k[1] == k[0] + 1]
-    return [(*segments[k][:2], nodes[k[0]].path is not None or nodes[k[1]].path is not None) for k in chosen]
+    row_of = {k: i for i, k in enumerate(keys)}
+    return [(*segments[k][:2], nodes[k[0]].path is not None or nodes[k[1]].path is not None, probs[row_of[k]])
+            for k in chosen]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -441,16 +445,15 @@ def read_row(row: list[Piece], ink: np.ndarray, predictor: Predictor, model: Lin
     strokes, or a 1 close beside a 0), only if the line model is also the surer of the two."""
     atoms, height = characters(row), line_height(row)
     found = segment(atoms, ink, height, predictor)
-    cut = answers(predictor.probabilities([im for im, _, _ in found]), predictor.classes, predictor.threshold,
-                  top_k) if found else []
-    sure = all(a.box[2] - a.box[0] <= SURE_WIDTH * height for a in atoms) and not any(c for _, _, c in found) \
+    cut = answers(np.stack([p for *_, p in found]), predictor.classes, predictor.threshold, top_k) if found else []
+    sure = all(a.box[2] - a.box[0] <= SURE_WIDTH * height for a in atoms) and not any(c for _, _, c, _ in found) \
         and all(a.status == "ok" for a in cut)
     if model is not None and not (sure and len(found) == len(atoms)):
         whole = read_whole(row, ink, model)
         probs = np.stack([p for _, _, p in whole]) if whole else np.zeros((0, len(predictor.classes)))
         if len(whole) != len(cut) and (not sure or np.prod(probs.max(1)) > np.prod([a.confidence for a in cut])):
             return [(box, im, a) for (im, box, _), a in zip(whole, answers(probs, predictor.classes, model.threshold, top_k))]
-    return [(box, im, a) for (im, box, _), a in zip(found, cut)]
+    return [(box, im, a) for (im, box, _, _), a in zip(found, cut)]
 
 
 def read(source, predictor: Predictor, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
