@@ -8,6 +8,8 @@ $DIGITREC_FAULT picks the moment to pause at:
     slow:S          no pause: every optimiser step and every file write take S seconds longer
     nosync          no pause: under torchrun, gradients are not averaged over the ranks (a broken
                     reduction, which the multi-process tests must be able to tell apart)
+    crash:K         no pause: the process aborts (SIGABRT, as a crash inside gloo would) after
+                    optimiser step K, with its peers still training
 At that moment the process (under torchrun: only rank $DIGITREC_FAULT_RANK, if set) prints
 "PAUSED rank R <where>" and waits until the file $DIGITREC_GO exists, so a test can signal or kill it there; after two minutes it gives up.
 $DIGITREC_RECORD=PREFIX writes the size and per-image pixel sums of every training batch
@@ -34,6 +36,13 @@ def pause(what: str) -> None:
         time.sleep(0.02)
 
 
+def crash(what: str) -> None:
+    rank = os.environ.get("RANK", "0")
+    if os.environ.get("DIGITREC_FAULT_RANK", rank) == rank:
+        print("CRASHING rank", rank, what, flush=True)
+        os.abort()
+
+
 def install(fault: str, record: str | None) -> None:
     import digitrec.checkpoint
     import digitrec.training.distributed
@@ -41,8 +50,9 @@ def install(fault: str, record: str | None) -> None:
     import digitrec.util
 
     kind, _, arg = fault.partition(":")
-    if kind == "step":
+    if kind in ("step", "crash"):
         make_optimizer = digitrec.training.loop.make_optimizer
+        at_step = pause if kind == "step" else crash
 
         def make_paused_optimizer(cfg, model):
             opt, steps = make_optimizer(cfg, model), [0]
@@ -50,7 +60,7 @@ def install(fault: str, record: str | None) -> None:
             def hook(*_):
                 steps[0] += 1
                 if steps[0] == int(arg):
-                    pause(f"after step {steps[0]}")
+                    at_step(f"after step {steps[0]}")
 
             opt.register_step_post_hook(hook)
             return opt

@@ -43,6 +43,25 @@ def torchrun(args: list[str], env: dict | None = None, **popen) -> subprocess.Po
                             env={**os.environ, **(env or {})}, **popen)
 
 
+class RankCrashed(Exception):
+    """A process of the run died (a signal, an error, a hang): the run says nothing about the
+    weights, right or wrong. Raised instead of an AssertionError, so a crash is never read
+    as a wrong result, nor a wrong result as a crash."""
+
+
+def ended(proc: subprocess.Popen) -> tuple[str, str]:
+    """torchrun's (stdout, stderr) once every rank has ended cleanly; RankCrashed otherwise."""
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise RankCrashed(f"torchrun still running after {TIMEOUT} s:\n{stderr[-4000:]}") from None
+    if proc.returncode != 0:
+        raise RankCrashed(f"torchrun exited with {proc.returncode}:\n{stderr[-4000:]}")
+    return stdout, stderr
+
+
 def history(out: Path) -> list[dict]:
     with open(out / "history.csv") as f:
         return list(csv.DictReader(f))
@@ -133,9 +152,7 @@ def test_the_comparison_allows_rounding_and_catches_a_real_difference(single):
 def test_two_processes_train_like_one(synth_dir, tmp_path, single):
     ref, ref_batches = single
     out = tmp_path / "run"
-    proc = torchrun(train_args(synth_dir, out), env={"DIGITREC_RECORD": str(tmp_path / "batches")})
-    stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, stderr
+    stdout, _ = ended(torchrun(train_args(synth_dir, out), env={"DIGITREC_RECORD": str(tmp_path / "batches")}))
     assert stdout.count("run folder:") == 1  # rank 0 speaks, rank 1 does not
 
     # Each rank trained on its own shard of every batch; together, on exactly the batch.
@@ -156,12 +173,22 @@ def test_a_broken_gradient_reduction_is_caught(synth_dir, tmp_path, single):
     the comparison that real two-process training passes."""
     ref, _ = single
     out = tmp_path / "run"
-    proc = torchrun(train_args(synth_dir, out), env={"DIGITREC_FAULT": "nosync"})
-    _, stderr = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, stderr
+    ended(torchrun(train_args(synth_dir, out), env={"DIGITREC_FAULT": "nosync"}))  # both ranks end cleanly
     with pytest.raises(AssertionError, match="RMS difference"):
         assert_trained_alike(load_checkpoint(out / "last.pt").state_dict, load_checkpoint(ref / "last.pt").state_dict,
                              steps=16, lr=1e-3)
+
+
+def test_a_crashed_rank_is_reported_as_a_crash(synth_dir, tmp_path):
+    """Rank 1 aborts in the middle of training (SIGABRT, what a crash inside gloo looks like):
+    the run ends at once, non-zero, naming the signal; the tests report it as RankCrashed,
+    never as a comparison of weights, and nothing is written as if the run had finished."""
+    out = tmp_path / "run"
+    proc = torchrun(train_args(synth_dir, out), env={"DIGITREC_FAULT": "crash:5", "DIGITREC_FAULT_RANK": "1"})
+    with pytest.raises(RankCrashed, match="SIGABRT") as crashed:
+        ended(proc)
+    assert not isinstance(crashed.value, AssertionError)
+    assert not (out / "metrics.json").exists()
 
 
 def test_ctrl_c_under_torchrun_saves_and_resumes(synth_dir, tmp_path, single):
@@ -193,7 +220,5 @@ def test_ctrl_c_under_torchrun_saves_and_resumes(synth_dir, tmp_path, single):
     state = load_checkpoint(out / "last.pt").train_state
     assert (state["epoch"], state["batch"]) == (1, 3), err  # saved after step 11: epoch 2, batch 3
 
-    resumed = torchrun(["train", "--resume", str(out), "--quiet"])
-    _, stderr = resumed.communicate(timeout=TIMEOUT)
-    assert resumed.returncode == 0, stderr
+    ended(torchrun(["train", "--resume", str(out), "--quiet"]))
     assert_matches(out, ref)

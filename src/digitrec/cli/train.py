@@ -102,16 +102,18 @@ def _config(args):
 
 def run(args) -> int:
     cfg, out, resume = _config(args)  # every option checked before torch is imported
-    from ..training.distributed import dist_info
+    from ..training.distributed import dist_info, leave
     from ..training.loop import TrainingInterrupted, train
 
     try:
         train(cfg, out, resume=resume, quiet=args.quiet)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
+        leave(130)
         return 130
     if dist_info()[0] == 0:
         _latest_link(out)
         print(f"run folder: {out}  (metrics.json, history.csv, best.pt, last.pt)")
         print(f"evaluate with: digitrec evaluate --checkpoint {out / 'best.pt'}")
+    leave(0)
     return 0

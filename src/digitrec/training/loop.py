@@ -304,22 +304,21 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
     the clock stopped (benchmarks use it to time the way to a target accuracy)."""
     t_start = clock()
     cfg.check()
-    run = setup(cfg, Path(out), data, quiet)
-    state = start_or_resume(run, resume)
-    run.model = distributed.wrap(run.model)
-    run.forward = torch.compile(run.model) if cfg.compile else run.model
-    run.phases["set-up"] = clock(run.device) - t_start - run.phases["data"]
-    step, run.phases["warm-up"] = warm_up(run)
-    with interrupt_flag() as interrupted:
-        for epoch in range(state.epoch, run.n_epochs):
-            trained = state.train_time
-            state = train_epoch(run, step, state, epoch, interrupted, observe, observe_every)
-            if distributed.dist_info()[0] == 0:
-                end_epoch(run, state, epoch, state.train_time - trained)
-    distributed.finish()
-    if distributed.dist_info()[0] != 0:
-        return {}
-    return finish(run, state, t_start)
+    with distributed.together(agreed=(TrainingInterrupted,)):  # under torchrun, every rank ends here
+        run = setup(cfg, Path(out), data, quiet)
+        state = start_or_resume(run, resume)
+        run.model = distributed.wrap(run.model)
+        run.forward = torch.compile(run.model) if cfg.compile else run.model
+        run.phases["set-up"] = clock(run.device) - t_start - run.phases["data"]
+        step, run.phases["warm-up"] = warm_up(run)
+        with interrupt_flag() as interrupted:
+            for epoch in range(state.epoch, run.n_epochs):
+                trained = state.train_time
+                state = train_epoch(run, step, state, epoch, interrupted, observe, observe_every)
+                if distributed.dist_info()[0] == 0:
+                    end_epoch(run, state, epoch, state.train_time - trained)
+        # Rank 0 scores and writes; the others wait for it at the barrier of `together`.
+        return finish(run, state, t_start) if distributed.dist_info()[0] == 0 else {}
 
 
 def train_epoch(run: Run, step_fn, state: TrainState, epoch: int, interrupted: list, observe,
