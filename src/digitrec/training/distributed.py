@@ -37,6 +37,24 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model)
 
 
+@contextmanager
+def rank_zero_first():
+    """Rank 0 runs the block first (making something the others then read, such as a cache); the
+    other ranks run it after rank 0 has finished it."""
+    rank, world = dist_info()
+    if world > 1 and rank != 0:
+        _barrier()
+    yield
+    if world > 1 and rank == 0:
+        _barrier()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
 def shard(batch: torch.Tensor) -> torch.Tensor:
     """This rank's share of a batch of indices: every world-th one, starting at the rank."""
     rank, world = dist_info()

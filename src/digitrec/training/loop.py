@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import math
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -128,6 +129,7 @@ class Run:
     ema: torch.nn.Module | None
     aug: Augment | None
     outliers: torch.Tensor | None  # (K, 1, 28, 28) normalised shapes that are not characters, on the device
+    renders: tuple[torch.Tensor, torch.Tensor] | None  # (R, 1, 28, 28) normalised real-world renders, (R,) labels
     shuffle_gen: torch.Generator
     aug_gen: torch.Generator
     amp: torch.autocast
@@ -182,6 +184,29 @@ def _outliers(cfg: TrainConfig, ds: Dataset, device: str) -> torch.Tensor | None
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
 
+def _renders(cfg: TrainConfig, ds: Dataset, device: str, log) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, dict]:
+    """With --real-world, the bank of training-split digits rendered under real-world conditions
+    and prepared by preprocess() (training/renders.py; built once, cached beside the data),
+    normalised, on the device; and the facts of its making (for metrics.json)."""
+    if not cfg.real_world:
+        return None, {}
+    from ..data.fetch import default_data_dir
+    from .renders import bank
+
+    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
+    cache = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
+    with distributed.rank_zero_first():  # under torchrun, rank 0 renders; the others read its cache
+        x, y, facts = bank(ds.train_x[tr].numpy(), ds.train_y[tr].numpy(), cfg.real_world_bank, cfg.seed, cache,
+                           jobs=max(1, os.cpu_count() or 1), log=log)
+    log(f"real-world bank: {facts['kept']:,} of {facts['renders']:,} renders kept"
+        + (f", {facts['rendered_now']:,} rendered now at {facts['images_per_second']} images/s"
+           if facts["rendered_now"] else " (cached)"))
+    xt = ds.spec.card().normalise(torch.from_numpy(x)).to(device)
+    if cfg.channels_last:
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    return (xt, torch.from_numpy(y).to(device)), facts
+
+
 def _data(cfg: TrainConfig, ds: Dataset, device: str):
     if not 0 < cfg.val_size < len(ds.train_x):
         raise UserError(f"--val-size {cfg.val_size} must be between 1 and {len(ds.train_x) - 1}: "
@@ -221,15 +246,19 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
     aug = augmentation(cfg)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.startswith("cuda"))
     card = ds.spec.card()
+    log = (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True))
+    t = clock()
+    renders, made = _renders(cfg, ds, device, log)
+    phases = {"data": loaded, **({"renders": clock() - t} if renders is not None else {})}
     meta = {"card": card.to_json(), "dataset": {**ds.spec.to_json(), "checksums": ds.checksums},
             "config": dataclasses.asdict(cfg), "environment": environment(device),
-            "parameters": count_parameters(model)}
+            "parameters": count_parameters(model),
+            **({"real_world": {k: v for k, v in made.items() if k != "folder"}} if made else {})}
     return Run(cfg, Path(out), device, ds, card, x_train, y_train, x_val, y_val, model, model, optimizer, scheduler,
-               ema, aug, _outliers(cfg, ds, device), torch.Generator().manual_seed(cfg.seed),
+               ema, aug, _outliers(cfg, ds, device), renders, torch.Generator().manual_seed(cfg.seed),
                torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
                torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
-               steps_per_epoch, total_steps, model_args, meta,
-               (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True)), {"data": loaded})
+               steps_per_epoch, total_steps, model_args, meta, log, phases)
 
 
 def start_or_resume(run: Run, resume: bool) -> TrainState:
@@ -309,7 +338,7 @@ def train(cfg: TrainConfig, out: Path | str, data: Dataset | None = None, resume
         state = start_or_resume(run, resume)
         run.model = distributed.wrap(run.model)
         run.forward = torch.compile(run.model) if cfg.compile else run.model
-        run.phases["set-up"] = clock(run.device) - t_start - run.phases["data"]
+        run.phases["set-up"] = clock(run.device) - t_start - run.phases["data"] - run.phases.get("renders", 0.0)
         step, run.phases["warm-up"] = warm_up(run)
         with interrupt_flag() as interrupted:
             for epoch in range(state.epoch, run.n_epochs):
@@ -424,6 +453,7 @@ def finish(run: Run, state: TrainState, t_start: float) -> dict:
         "confusion": scores["test"]["confusion"],
         "train_seconds": state.train_time, "warmup_seconds": run.phases["warm-up"], "wall_seconds": wall,
         "phases": run.phases, "seed": cfg.seed, "calibration": calibration, "dataset": ckpt.meta["dataset"],
+        **({"real_world": ckpt.meta["real_world"]} if "real_world" in ckpt.meta else {}),
         **ckpt.meta["environment"],
     }
     with run.timed("writing"):

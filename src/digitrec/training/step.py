@@ -11,11 +11,17 @@ OUTLIER_WEIGHT = 0.5  # the outlier term's weight in the loss, as in Hendrycks e
 
 
 def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
-    """`run` (a loop.Run): the loss on the training images `idx` indexes (with --outliers, plus shapes that are not
-    characters, pushed towards equal probabilities), augmented; under torchrun, this rank's
+    """`run` (a loop.Run): the loss on the training images `idx` indexes (with --real-world, a share
+    of them replaced by rendered training digits as preprocessing prepares them; with --outliers,
+    plus shapes that are not characters, pushed towards equal probabilities), augmented; under torchrun, this rank's
     share of the mean over the whole batch of `whole_batch` images."""
     x, y = run.x_train[idx], run.y_train[idx]
     n = len(x)
+    if run.renders is not None and n:  # a share of the digits as users hand them over, prepared as theirs are
+        bank_x, bank_y = run.renders
+        k = min(n, round(run.cfg.real_world * n))
+        pick = torch.randint(len(bank_x), (k,), generator=run.aug_gen, device=bank_x.device)
+        x, y = torch.cat([bank_x[pick], x[k:]]), torch.cat([bank_y[pick], y[k:]])
     if run.outliers is not None:
         k = max(1, round(run.cfg.outliers * n))
         x = torch.cat([x, run.outliers[torch.randint(len(run.outliers), (k,), generator=run.aug_gen,
