@@ -1,7 +1,10 @@
 """The attacks of issue 13, each run once against a real `digitrec serve` and the real CLI on
-loopback, with what happened: the before/after table of docs/notes/issue13-server.md.
+loopback, with what happened: the before/after table of docs/notes/issue13-server.md; and
+issue 23's images that cost a reader far more than a number does (`--only read`: 1,600 short
+strokes, a field of random dots, 150 lines of strokes, three dot fields at once beside a
+one-digit /api/predict, and the costliest image the default limits let through).
 
-    python benchmarks/attacks.py [--hold 20] [--only server|cli]
+    python benchmarks/attacks.py [--hold 20] [--only server|cli|read]
 
 Each row is one attack and its outcome in a few words; nothing here asserts (the tests do).
 To measure another source tree (say, main before a change), put its src/ first on PYTHONPATH:
@@ -29,6 +32,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from _common import canvas_png, MemorySampler, server
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synth import many_lines_png, many_strokes_png, random_dots_png, touching_scribbles_png  # noqa: E402
 
 ROWS: list[tuple[str, str]] = []
 
@@ -148,13 +154,16 @@ def disconnects(base: str, n: int = 20) -> None:
     time.sleep(1.0)
 
 
-async def in_flight(base: str, payload: bytes, n: int) -> tuple[dict, float, float]:
+async def in_flight(base: str, payload: bytes, n: int, route: str = "/api/predict?preview=false"
+                    ) -> tuple[dict, float, float]:
+    """n uploads of `payload` to `route` at once and, 0.3 s in, one canvas to /api/predict:
+    (status counts, the slowest upload's seconds, the canvas's seconds)."""
     import httpx
 
-    async with httpx.AsyncClient(timeout=120) as c:
+    async with httpx.AsyncClient(timeout=300) as c:
         async def one():
             t0 = time.perf_counter()
-            r = await c.post(f"{base}/api/predict?preview=false", content=payload)
+            r = await c.post(f"{base}{route}", content=payload)
             return r.status_code, time.perf_counter() - t0
 
         async def normal():
@@ -219,6 +228,30 @@ def server_attacks(args, checkpoint_std0: Path) -> None:
             row("server with a std-0 checkpoint", f"started; predict: {status} {body[:80].decode('utf-8', 'replace')}")
     except SystemExit as e:
         row("server with a std-0 checkpoint", "refused to start: " + str(e).strip().splitlines()[-1][:150])
+
+
+def read_attacks() -> None:
+    """Issue 23: images that cost a reader far more than one number, each POSTed to /api/read and
+    timed (the server's time is the round trip on loopback); then three dot fields at once while
+    a one-digit canvas goes to /api/predict."""
+    import httpx
+
+    images = {"2000x2000 PNG, 1,600 short strokes": many_strokes_png(),
+              "1500x1500 PNG, random dots": random_dots_png(),
+              "2000x2000 PNG, 150 lines of 60 strokes": many_lines_png(),
+              "2000x2000 PNG, 8 lines of 5 touching scribbles (952 candidates: just within the default limits)":
+                  touching_scribbles_png(8, 5, 1.2, 0.05, 100)}
+    with server("--max-concurrency", "4") as (base, proc, health), httpx.Client(base_url=base, timeout=300) as c:
+        for name, data in images.items():
+            t0 = time.perf_counter()
+            r = c.post("/api/read", content=data, headers={"content-type": "image/png"})
+            said = r.json().get("detail", r.json().get("text", ""))[:90].replace("\n", " ")
+            row(f"/api/read {name} ({len(data) / 1e3:.0f} KB)", f"{r.status_code} in {time.perf_counter() - t0:.2f} s: "
+                f"{said}")
+        dots = images["1500x1500 PNG, random dots"]
+        counts, slowest, normal_s = asyncio.run(in_flight(base, dots, 3, route="/api/read"))
+        row("/api/read, three dot fields at once", f"{counts}, slowest {slowest:.2f} s; a one-digit /api/predict "
+            f"meanwhile took {normal_s:.2f} s")
 
 
 def cli(*argv: str, stdin=None, timeout: float = 20, limit_gb: float = 4.0) -> tuple[str, str]:
@@ -323,15 +356,17 @@ def std0_checkpoint(tmp: Path) -> Path:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hold", type=float, default=20.0, help="seconds each slow/idle attack is held")
-    p.add_argument("--only", choices=["server", "cli"], default=None, help="run only these attacks")
+    p.add_argument("--only", choices=["server", "cli", "read"], default=None, help="run only these attacks")
     args = p.parse_args(argv)
     import digitrec
 
     print(f"digitrec from {Path(digitrec.__file__).parent}", file=sys.stderr)
-    if args.only != "cli":
+    if args.only in (None, "server"):
         server_attacks(args, std0_checkpoint(Path(tempfile.mkdtemp(prefix="digitrec-std0-"))))
-    if args.only != "server":
+    if args.only in (None, "cli"):
         cli_attacks()
+    if args.only in (None, "read"):
+        read_attacks()
     print("\n| attack | outcome |\n|---|---|")
     for attack, outcome in ROWS:
         print(f"| {attack} | {outcome.replace('|', '/')} |")

@@ -91,3 +91,73 @@ def draw_text(lines: list[str], height: int = 120, gap: float = 0.45, pen: float
                 d.line([(x0 + x * w, y0 + y * height) for x, y in stroke], fill=20, width=int(pen * height),
                        joint="curve")
     return im
+
+
+# Images that would cost a reader far more than one number does (issue 23, item 5): tests expect
+# them refused fast, benchmarks/attacks.py measures what they cost a server.
+
+
+def _png(im: "Image.Image") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def many_strokes_png(size: int = 2000, per_side: int = 40, seed: int = 0) -> bytes:
+    """A size x size PNG holding per_side^2 short dark strokes on white (1,600 by default)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    im = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(im)
+    step = size / per_side
+    for i in range(per_side):
+        for j in range(per_side):
+            x, y = (j + 0.3) * step, (i + 0.3) * step
+            d.line([(x, y), (x + rng.uniform(-0.3, 0.3) * step, y + 0.4 * step)], fill=0, width=4)
+    return _png(im)
+
+
+def random_dots_png(size: int = 1500, density: float = 0.02, seed: int = 0) -> bytes:
+    """A size x size PNG where each pixel is a black dot with probability `density` (~115 KB)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return _png(Image.fromarray(np.where(rng.random((size, size)) < density, 0, 255).astype(np.uint8)))
+
+
+def many_lines_png(rows: int = 150, per_row: int = 60, size: int = 2000, seed: int = 0) -> bytes:
+    """A size x size PNG of `rows` lines of `per_row` short slanted strokes each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    im = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(im)
+    h = size / rows
+    for r in range(rows):
+        for c in range(per_row):
+            x, y = c * size / per_row + 3, r * h + 2
+            d.line([(x, y), (x + rng.uniform(2, 0.6 * size / per_row), y + 0.6 * h)], fill=0, width=2)
+    return _png(im)
+
+
+def touching_scribbles_png(lines: int, per_line: int, width: float, gap: float, height: int, size: int = 2000,
+                           pen: int = 6, seed: int = 0) -> bytes:
+    """`lines` lines of `per_line` wavy strokes, each `width` times `height` px wide and `gap`
+    heights apart: pieces wide enough to be cut and close enough to be joined, the most
+    candidate characters per piece a reader scores."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    im = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(im)
+    for r in range(lines):
+        y0, x = 20 + r * size / lines, 20.0
+        for _ in range(per_line):
+            xs = np.linspace(x, x + width * height, 12)
+            ys = y0 + height * (0.5 + 0.5 * np.sin(np.linspace(0, 3 * np.pi, 12) + rng.uniform(0, 6)))
+            d.line(list(zip(xs, ys)), fill=0, width=pen, joint="curve")
+            x += (width + gap) * height
+    return _png(im)

@@ -365,6 +365,31 @@ def test_read_refuses_bad_input_as_predict_does(shipped_client, kind):
     assert got.json()["detail"] == want.json()["detail"]
 
 
+@pytest.mark.parametrize("make", ["many_strokes_png", "random_dots_png"])
+def test_read_refuses_an_image_holding_more_than_a_reading_takes_with_422(shipped_client, make):
+    """Issue 23's attacks (1,600 short strokes; a field of random dots) cost seconds each before:
+    now refused, naming the limit, as soon as the pieces are counted; /api/predict still answers."""
+    import synth
+
+    r = shipped_client.post("/api/read", content=getattr(synth, make)(), headers={"content-type": "image/png"})
+    assert_json_error(r, 422, "pieces of ink, more than one reading takes on (at most 160 with max_characters 40)")
+    assert r.json()["kind"] == "too_much_ink" and "--max-characters" in r.json()["detail"]
+    assert shipped_client.post("/api/predict", content=drawn(["4"])).status_code == 200
+
+
+def test_read_takes_a_digit_count_or_a_pattern(shipped_client):
+    year = drawn(["2026"])
+    r = shipped_client.post("/api/read?digits=3", content=year)
+    assert r.status_code == 200 and len(r.json()["text"]) == 3 and r.json()["reason"] is None
+    r = shipped_client.post("/api/read", params={"pattern": r"19\d\d"}, content=year)
+    assert r.status_code == 200 and r.json()["status"] == "unsure" and "19\\d\\d" in r.json()["reason"]
+    assert_json_error(shipped_client.post("/api/read", params={"pattern": "(1|2)"}, content=year), 422,
+                      "'(' at position 1 is not supported")
+    assert_json_error(shipped_client.post("/api/read?digits=0", content=year), 422, "digits")
+    params = {p["name"] for p in shipped_client.get("/openapi.json").json()["paths"]["/api/read"]["post"]["parameters"]}
+    assert {"digits", "pattern", "top_k"} <= params
+
+
 def test_predict_explains_the_answer_and_the_runner_up(shipped_client):
     r = shipped_client.post("/api/predict?explain=1", content=drawn(["4"]))
     a = r.json()

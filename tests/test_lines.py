@@ -43,6 +43,28 @@ def test_decode_collapses_runs_and_keeps_repeats_split_by_a_blank():
     assert decode(np.tile([[0.1, 0.1, 0.8]], (5, 1))) == []
 
 
+def test_decode_counts_finds_the_best_path_with_each_number_of_characters():
+    """Against every path through small random frames: the best with exactly k characters."""
+    import itertools
+
+    from digitrec.inference.linemodel import decode_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        t, n = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+        frames = rng.dirichlet(np.ones(n) * 0.5, size=t)
+        best: dict[int, tuple[float, list[int]]] = {}
+        for path in itertools.product(range(n), repeat=t):
+            chars = [s for i, s in enumerate(path) if s != n - 1 and (i == 0 or path[i - 1] != s)]
+            lp = float(sum(np.log(frames[i, s]) for i, s in enumerate(path)))
+            if chars and (len(chars) not in best or lp > best[len(chars)][0] + 1e-9):
+                best[len(chars)] = (lp, chars)
+        got = decode_counts(frames, t)
+        assert set(got) == set(best)
+        for k, (lp, chars) in best.items():
+            assert got[k][0] == pytest.approx(lp) and [r.index for r in got[k][1]] == chars
+
+
 def test_spans_cover_the_ink_in_reading_order_whatever_the_frames_offset():
     x = np.zeros((HEIGHT, 200), np.float32)
     x[4:28, 20:60] = x[4:28, 80:120] = x[4:28, 140:180] = 1  # three characters, centres 40, 100, 160
@@ -125,3 +147,18 @@ def test_read_takes_a_line_model_or_none_and_refuses_a_bad_one_in_words(tmp_path
         assert capsys.readouterr().out.split()[1] == "2026"
     assert main(["read", str(page), "--lines", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not packaged_line_model().is_file(), reason="no packaged line model")
+def test_the_line_model_reads_first_and_segmentation_runs_only_where_it_is_unsure(monkeypatch, shipped):
+    """Issue 23: the line model (~10 ms a line) reads each line; where it is sure, the dynamic
+    programme (the costly part) never runs. A 4 drawn in two strokes, which the line model reads
+    as one character among more pieces, is still segmented."""
+    import digitrec.inference.reader as reader
+    from synth import draw_text
+
+    segmented = []
+    real = reader.segmentations
+    monkeypatch.setattr(reader, "segmentations", lambda *a: segmented.append(1) or real(*a))
+    assert read(_png(np.asarray(draw_text(["2026"]))), shipped).text == "2026" and not segmented
+    assert read(_png(np.asarray(draw_text(["45"]))), shipped).text == "45" and segmented

@@ -106,3 +106,92 @@ def test_read_explains_and_takes_standard_input(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "digitrec", "read", "-", "--json"], input=(tmp_path / "n.png").read_bytes(),
                           capture_output=True, timeout=120)
     assert proc.returncode == 0 and json.loads(proc.stdout)["text"] == "57", proc.stderr
+
+
+def test_an_image_holding_more_than_a_reading_takes_is_refused_in_words(shipped):
+    """Bounded work (issue 23): pieces, lines and candidate characters are counted before the
+    work they cost, and an image over a limit is refused with the count, the limit and the fix."""
+    from digitrec.errors import PreprocessError, TooMuchInk
+    from digitrec.inference.reader import Limits
+    from synth import many_strokes_png, random_dots_png
+
+    for image, what in ((many_strokes_png(), "1,600 pieces of ink"), (random_dots_png(), "pieces of ink")):
+        with pytest.raises(TooMuchInk) as e:
+            read(image, shipped)
+        assert what in str(e.value) and "--max-characters" in str(e.value) and e.value.found > e.value.allowed
+        assert isinstance(e.value, PreprocessError) and e.value.kind == "too_much_ink"
+    eleven = png(draw_text(["7"] * 11, height=60))
+    with pytest.raises(TooMuchInk, match="11 lines, more than one reading takes on \\(at most 10 "):
+        read(eleven, shipped)
+    assert read(eleven, shipped, limits=Limits(44)).text == "\n".join(["7"] * 11)
+    touching = png(draw_text(["00"], gap=-0.1))  # one piece, tried cut at 6 places: 28 candidates
+    with pytest.raises(TooMuchInk, match="28 candidate characters, more than one reading takes on \\(at most 25 "):
+        read(touching, shipped, limits=Limits(1))
+    assert len(read(touching, shipped, limits=Limits(2)).characters) == 2
+
+
+def test_read_command_refuses_too_much_ink_with_code_2_and_lifts_the_limit(tmp_path, capsys):
+    draw_text(["7"] * 11, height=60).save(tmp_path / "eleven.png")
+    draw_text(["2026"]).save(tmp_path / "year.png")
+    assert main(["read", str(tmp_path), "--json"]) == 2, "one image over the limit: code 2, the other still read"
+    rows = {json.loads(line)["path"]: json.loads(line) for line in capsys.readouterr().out.splitlines()}
+    assert rows[str(tmp_path / "year.png")]["text"] == "2026"
+    refused = rows[str(tmp_path / "eleven.png")]
+    assert refused["status"] == "error" and "11 lines" in refused["error"] and "--max-characters" in refused["error"]
+    assert main(["read", str(tmp_path / "eleven.png"), "--max-characters", "44"]) == 0
+    assert capsys.readouterr().out.split()[1] == "7"
+    assert main(["read", str(tmp_path / "year.png"), "--max-characters", "0"]) == 2
+    assert "max_characters must be at least 1" in capsys.readouterr().err
+
+
+def test_a_digit_count_or_a_pattern_chooses_among_the_readings(shipped):
+    """--digits / --pattern (issue 23): the reading chosen has what was asked for, where one can be
+    read; where none can, the text is unsure and says why."""
+    from digitrec.inference.expect import expect
+
+    year = png(draw_text(["2026"]))
+    assert read(year, shipped).text == "2026"
+    for n in (3, 5):  # the dynamic programme's best split into n characters
+        r = read(year, shipped, expected=expect(n))
+        assert len(r.text) == n and r.lines == [n] and r.reason is None
+    r = read(year, shipped, expected=expect(pattern=r"\d{4}"))
+    assert (r.text, r.status, r.reason) == ("2026", "ok", None)
+    r = read(year, shipped, expected=expect(pattern=r"19\d\d"))
+    assert r.text == "2026" and r.status == "unsure"
+    assert r.reason == r"no reading of line 1 matches the pattern 19\d\d (read: 2026)" and r.reason in r.describe()
+
+
+def test_patterns_match_as_regular_expressions_do_and_bad_ones_are_refused_in_words():
+    import random
+    import re
+
+    from digitrec.errors import UserError
+    from digitrec.inference.expect import expect
+
+    rng = random.Random(0)
+    for p in (r"\d{4}", r"\d{3,6}", r"^19\d\d$", r"[0-3]\d/[01]\d", r"7?2*3+", r"[^0]\d{2,}", r".{2}", r"1\.5"):
+        e = expect(pattern=p)
+        for _ in range(300):
+            s = "".join(rng.choice("0123719/.x") for _ in range(rng.randint(0, 7)))
+            assert e.matches(s) == bool(re.fullmatch(p, s)), (p, s)
+    assert expect(digits=4).matches("ABCD") and not expect(digits=4).matches("123")  # characters, not only digits
+    assert expect() is None
+    for kw, words in (({"pattern": r"(\d)+"}, "'(' at position 1"), ({"pattern": "a|b"}, "'|' at position 2"),
+                      ({"pattern": "[0-9"}, "'[' has no ']'"), ({"pattern": r"\w"}, r"'\w' is not supported"),
+                      ({"pattern": r"\d{5,2}"}, "{5,2} is empty"), ({"digits": 0}, "--digits must be 1 to 100"),
+                      ({"digits": 4, "pattern": r"\d{4}"}, "not both")):
+        with pytest.raises(UserError, match=re.escape(words)):
+            expect(**kw)
+
+
+def test_read_command_takes_digits_and_pattern(tmp_path, capsys):
+    draw_text(["2026"]).save(tmp_path / "year.png")
+    assert main(["read", str(tmp_path / "year.png"), "--digits", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["text"]) == 3
+    assert main(["read", str(tmp_path / "year.png"), "--pattern", r"19\d\d", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["status"] == "unsure" and "matches the pattern 19\\d\\d" in row["reason"]
+    assert main(["read", str(tmp_path / "year.png"), "--pattern", "(1|2)"]) == 2
+    assert "--pattern '(1|2)': '(' at position 1 is not supported" in capsys.readouterr().err
+    assert main(["read", str(tmp_path / "year.png"), "--digits", "101"]) == 2
+    assert "--digits must be 1 to 100, not 101" in capsys.readouterr().err

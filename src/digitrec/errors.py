@@ -37,11 +37,25 @@ class MissingExtra(DigitrecError, ImportError):
 class PreprocessError(DigitrecError):
     """An input that cannot be turned into a model input; `kind` says which way it failed:
     empty, too_large (bytes), too_many_pixels (or decoded bytes), unsupported (not an image we
-    decode), damaged, busy (the process's decoding budget stayed full: try again)."""
+    decode), damaged, busy (the process's decoding budget stayed full: try again), too_much_ink
+    (more than a reading takes on: TooMuchInk)."""
 
     def __init__(self, message: str, kind: str = "damaged"):
         super().__init__(message)
         self.kind = kind
+
+
+class TooMuchInk(PreprocessError):
+    """An image holding more than one reading takes on (reader.Limits: pieces of ink, lines,
+    candidate characters): refused before the work, so no upload costs more than about a
+    second. `what` names the measure; `found` and `allowed` are its count and limit."""
+
+    def __init__(self, what: str, found: int, allowed: int, characters: int):
+        super().__init__(f"it holds {found:,} {what}, more than one reading takes on (at most {allowed:,} with "
+                         f"max_characters {characters:,}); crop it to the number to read, or raise the limit "
+                         f"(digitrec read --max-characters N, digitrec serve --max-characters N)",
+                         kind="too_much_ink")
+        self.what, self.found, self.allowed = what, found, allowed
 
 
 # The optional extras of pyproject.toml: what each installs, by import name.

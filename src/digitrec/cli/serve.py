@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError, require
 from .options import model_args
+from .read import limit_args
 
 LIMITS = ("head_timeout", "body_timeout", "max_connections", "max_idle")
 
@@ -30,6 +31,7 @@ def add_arguments(p) -> None:
                    help="open connections; at the limit an idle one is closed to make room, else 503")
     p.add_argument("--max-idle", type=int, default=256,
                    help="connections waiting for a request; past this the longest-waiting is closed")
+    limit_args(p)
     p.add_argument("--collect", type=Path, default=None, metavar="DIR",
                    help="keep the corrections people send (the page's 'wrong? it is ...') in DIR, an MNIST-format "
                         "dataset for `digitrec finetune` (default: corrections are refused, nothing is stored)")
@@ -67,6 +69,7 @@ def run(args) -> int:
     from ..server.connections import guarded_protocol
     from ..inference.decode import give_freed_memory_back
     from ..inference.predictor import Predictor
+    from ..inference.reader import Limits
     from ..server.app import create_app
     from ..util import say
 
@@ -92,7 +95,7 @@ def run(args) -> int:
         collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
         say(f"collecting corrections in {args.collect} ({len(collect)} so far, at most {args.collect_max:,})")
     app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits,
-                     collect=collect)
+                     collect=collect, read_limits=Limits(args.max_characters))
     predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait
     info = predictor.info()
     if args.host not in ("127.0.0.1", "localhost", "::1"):

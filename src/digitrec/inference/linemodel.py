@@ -9,7 +9,8 @@ ONNX Runtime, without torch.
     strip    a line's ink (from the ink map) -> the model's input: the ink's box scaled to
              INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right
     decode   per-frame probabilities -> characters: label, all probabilities (the blank left
-             out), and the frame each one was read at
+             out), and the frame each one was read at; decode_counts: the best reading with
+             exactly k characters, for every k (where the caller knows how many there are)
     spans    the strip columns each character covers, for its box
 """
 
@@ -78,11 +79,70 @@ def decode(frames: np.ndarray) -> list[Read]:
         while u + 1 < len(best) and best[u + 1] == best[t]:
             u += 1
         if best[t] != blank:
-            peak = t + int(frames[t : u + 1, best[t]].argmax())
-            p = frames[peak, :blank] / max(float(frames[peak, :blank].sum()), 1e-12)
-            out.append(Read(int(best[t]), p.astype(np.float32), peak))
+            out.append(_read_at(frames, int(best[t]), t, u + 1))
         t = u + 1
     return out
+
+
+def _read_at(frames: np.ndarray, index: int, start: int, stop: int) -> Read:
+    """The character `index` read over frames start..stop-1, at its most certain frame."""
+    blank = frames.shape[1] - 1
+    peak = start + int(frames[start:stop, index].argmax())
+    p = frames[peak, :blank] / max(float(frames[peak, :blank].sum()), 1e-12)
+    return Read(index, p.astype(np.float32), peak)
+
+
+def decode_counts(frames: np.ndarray, most: int) -> dict[int, tuple[float, list[Read]]]:
+    """For every k from 1 to `most`, the single most likely path through (T, C + 1) frame
+    probabilities (blank last) that reads exactly k characters: {k: (log-probability, reads)},
+    k missing where no path reads k. A Viterbi pass over (characters so far, symbol) states: a
+    frame continues its symbol's run, is a blank, or starts a new character (another symbol)."""
+    t_len, n = frames.shape
+    blank, counts = n - 1, np.arange(most + 1)[:, None]
+    logp = np.log(np.maximum(frames, 1e-30))
+    v = np.full((most + 1, n), -np.inf)  # v[c, s]: the best path so far that has read c characters and is in s
+    v[0, blank] = logp[0, blank]
+    if most:
+        v[1, :blank] = logp[0, :blank]
+    back = np.zeros((t_len, 2, most + 1, n), np.int16)  # the state each best path came from: (count, symbol)
+    for t in range(1, t_len):
+        order = np.argsort(-v, axis=1, kind="stable")[:, :2]  # per count, the best and second-best symbol
+        best = np.take_along_axis(v, order, 1)  # (most + 1, 2)
+        first = np.arange(n) == order[:-1, :1]  # a new character comes from the best other symbol
+        new = np.full((most + 1, n), -np.inf)
+        new[1:] = np.where(first, best[:-1, 1:2], best[:-1, :1])
+        source = np.zeros((most + 1, n), np.int64)
+        source[1:] = np.where(first, order[:-1, 1:2], order[:-1, :1])
+        stay = v >= new
+        back[t, 0] = np.where(stay, counts, counts - 1)
+        back[t, 1] = np.where(stay, np.arange(n), source)
+        v = np.where(stay, v, new)
+        v[:, blank] = best[:, 0]  # a blank follows anything and keeps the count
+        back[t, 0, :, blank], back[t, 1, :, blank] = counts[:, 0], order[:, 0]
+        v += logp[t]
+    out = {}
+    for k in range(1, most + 1):
+        s = int(v[k].argmax())
+        if np.isfinite(v[k, s]):
+            out[k] = (float(v[k, s]), _runs(frames, _backtrack(back, k, s)))
+    return out
+
+
+def _backtrack(back: np.ndarray, c: int, s: int) -> np.ndarray:
+    """(T,) the symbol of each frame along the best path that ends in state (c, s)."""
+    symbols = np.empty(len(back), np.int64)
+    for t in range(len(back) - 1, -1, -1):
+        symbols[t] = s
+        c, s = int(back[t, 0, c, s]), int(back[t, 1, c, s])
+    return symbols
+
+
+def _runs(frames: np.ndarray, symbols: np.ndarray) -> list[Read]:
+    """The characters of a path: each run of one symbol other than the blank."""
+    blank = frames.shape[1] - 1
+    edges = np.flatnonzero(np.diff(symbols)) + 1
+    starts, stops = np.r_[0, edges], np.r_[edges, len(symbols)]
+    return [_read_at(frames, int(symbols[a]), a, b) for a, b in zip(starts, stops) if symbols[a] != blank]
 
 
 def spans(reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:

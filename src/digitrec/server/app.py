@@ -39,7 +39,7 @@ from ..inference.predictor import Answer
 from .uploads import ApiError, ClientGone, ImageQueue, UploadMemory
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
-              "busy": 503}
+              "too_much_ink": 422, "busy": 503}
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
 DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
@@ -83,7 +83,8 @@ def reading_model():
     character = create_model("Character", box=(tuple[int, int, int, int], ...), **_answer_fields())
     size = create_model("ImageSize", width=(int, ...), height=(int, ...))
     return create_model("Reading", text=(str, ...), status=(str, ...), confidence=(typing.Optional[float], None),
-                        lines=(list[int], ...), characters=(list[character], ...), input=(size, ...),
+                        reason=(typing.Optional[str], None), lines=(list[int], ...),
+                        characters=(list[character], ...), input=(size, ...),
                         classes=(list[str], ...), ms=(float, ...))
 
 
@@ -102,7 +103,8 @@ def openapi_extra(max_upload: int) -> dict:
 ERRORS = {code: {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
           for code, text in ((400, "empty or malformed body"), (408, "the upload arrived too slowly"),
                              (413, "too many bytes or pixels"), (415, "not an image in a supported format"),
-                             (422, "damaged image"), (503, "busy: try again"))}
+                             (422, "damaged image, or (/api/read) more ink than one reading takes on"),
+                             (503, "busy: try again"))}
 
 
 # ----------------------------------------------------------------------------- the app
@@ -183,10 +185,12 @@ def _pages(app, title: str) -> None:
 
 
 def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4, max_pixels: int = MAX_PIXELS,
-               limits: ConnectionLimits = ConnectionLimits(), upload_memory: int | None = None, collect=None):
+               limits: ConnectionLimits = ConnectionLimits(), upload_memory: int | None = None, collect=None,
+               read_limits=None):
     """The FastAPI app around a loaded `Predictor` (tests drive it with fastapi.testclient).
     `upload_memory` (bytes) bounds the bodies held at once; default: 4 x max_upload. `collect`
-    (a corrections.Corrections) turns on /api/feedback."""
+    (a corrections.Corrections) turns on /api/feedback. `read_limits` (reader.Limits; default
+    its defaults) bounds what one image may cost /api/read."""
     from fastapi import FastAPI
 
     from .. import __version__
@@ -208,7 +212,7 @@ def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4,
 
     queue = ImageQueue(max_upload, max_concurrency, limits, UploadMemory(upload_memory or 4 * max_upload))
     _predict_route(app, predictor, queue, max_pixels)
-    _read_route(app, predictor, queue, max_pixels)
+    _read_route(app, predictor, queue, max_pixels, read_limits)
     _feedback_route(app, predictor, queue, max_pixels, collect)
     return app
 
@@ -253,17 +257,33 @@ def _predict_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
         return out
 
 
-def _read_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
+def _read_route(app, predictor, queue: ImageQueue, max_pixels: int, limits) -> None:
     from fastapi import Query, Request
 
-    from ..inference.reader import read
+    from ..errors import UserError
+    from ..inference.expect import MAX_DIGITS, MAX_PATTERN, expect
+    from ..inference.reader import Limits, read
+
+    limits = limits or Limits()
 
     @app.post("/api/read", summary="Read every character in one image: a number, a code, several lines",
               openapi_extra=openapi_extra(queue.max_upload), responses=ERRORS, response_model=reading_model())
     async def read_image(request: Request,
-                         top_k: int = Query(3, ge=1, description="best guesses listed for each character")):
+                         top_k: int = Query(3, ge=1, description="best guesses listed for each character"),
+                         digits: typing.Optional[int] = Query(None, ge=1, le=MAX_DIGITS, description=(
+                             "each line holds this many characters, as a form's field does: the likeliest reading "
+                             "with that many is chosen; where none can be read, the status is unsure and `reason` "
+                             "says why")),
+                         pattern: typing.Optional[str] = Query(None, max_length=MAX_PATTERN, description=(
+                             "each line matches this pattern, e.g. \\d{4} or \\d{3,6}: characters, '.', \\d and "
+                             "[classes], each optionally counted (?, *, +, {N}, {N,M}); chosen as with `digits`"))):
         t0 = time.perf_counter()
-        reading = await queue.run(request, lambda image: read(image, predictor, queue.max_upload, max_pixels, top_k))
+        try:
+            expected = expect(digits, pattern)
+        except UserError as e:
+            raise ApiError(422, str(e).replace("--", "")) from None
+        reading = await queue.run(request, lambda image: read(image, predictor, queue.max_upload, max_pixels, top_k,
+                                                               limits=limits, expected=expected))
         return {**reading.to_json(), "classes": predictor.classes, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
 
