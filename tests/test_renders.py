@@ -115,3 +115,20 @@ def test_the_textbook_preparation_fits_the_ink_into_20_pixels_centred(tmp_path):
     w = out[ys, xs].astype(float)
     assert abs(np.average(ys, weights=w) - 14) < 1 and abs(np.average(xs, weights=w) - 14) < 1
     assert not textbook(Image.new("L", (50, 50), 200)).any()
+
+
+def test_the_shipped_model_follows_the_shipping_rule():
+    """pretrained/README.md: at least 99.65% on MNIST test, trained also on real-world renders
+    and on shapes that are no digit, calibrated; its metrics are those of the checkpoint shipped."""
+    from importlib import resources
+
+    from digitrec.checkpoint import load_checkpoint
+
+    folder = resources.files("digitrec") / "pretrained"
+    metrics = json.loads(folder.joinpath("mnist.metrics.json").read_text())
+    with resources.as_file(folder / "mnist.pt") as path:
+        ckpt = load_checkpoint(path)
+    config = ckpt.meta["config"]
+    assert metrics["test_accuracy"] >= 0.9965 and config["real_world"] > 0 and config["outliers"] > 0
+    assert ckpt.meta["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert ckpt.card.calibrated
