@@ -114,21 +114,18 @@ def together(agreed: tuple[type[BaseException], ...] = ()):
 
 def finish() -> None:
     """Wait for every rank, then tear the process group down."""
+    _destroy(wait=True)
+
+
+def _destroy(wait: bool = False) -> None:
+    """Tear the process group down (after a barrier with `wait`), if there is one."""
     if dist_info()[1] == 1:
         return
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.barrier()
-    _destroy()
-
-
-def _destroy() -> None:
-    if dist_info()[1] == 1:
-        return
-    import torch.distributed as dist
-
-    if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
