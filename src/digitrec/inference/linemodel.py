@@ -71,17 +71,7 @@ class Read:
 def decode(frames: np.ndarray) -> list[Read]:
     """Greedy CTC decoding of (T, C + 1) frame probabilities (blank last): each run of frames
     whose best is one class is one character, read at its most certain frame."""
-    best = frames.argmax(1)
-    blank = frames.shape[1] - 1
-    out, t = [], 0
-    while t < len(best):
-        u = t
-        while u + 1 < len(best) and best[u + 1] == best[t]:
-            u += 1
-        if best[t] != blank:
-            out.append(_read_at(frames, int(best[t]), t, u + 1))
-        t = u + 1
-    return out
+    return _runs(frames, frames.argmax(1))
 
 
 def _read_at(frames: np.ndarray, index: int, start: int, stop: int) -> Read:
@@ -140,6 +130,8 @@ def _backtrack(back: np.ndarray, c: int, s: int) -> np.ndarray:
 def _runs(frames: np.ndarray, symbols: np.ndarray) -> list[Read]:
     """The characters of a path: each run of one symbol other than the blank."""
     blank = frames.shape[1] - 1
+    if not len(symbols):
+        return []
     edges = np.flatnonzero(np.diff(symbols)) + 1
     starts, stops = np.r_[0, edges], np.r_[edges, len(symbols)]
     return [_read_at(frames, int(symbols[a]), a, b) for a, b in zip(starts, stops) if symbols[a] != blank]

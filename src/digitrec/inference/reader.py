@@ -616,6 +616,8 @@ class LineReading:
     top_k: int | None
     _by_count: dict | None = None
     _whole: Whole | None = None
+    _reads: list[Read] | None = None
+    _greedy: dict = field(default_factory=dict)  # rescore -> the line model's own reading
 
     @property
     def by_count(self) -> dict[int, tuple[float, list[Found]]]:
@@ -628,6 +630,19 @@ class LineReading:
         if self._whole is None:
             self._whole = read_whole(self.line.pieces, self.ink, self.model)
         return self._whole
+
+    @property
+    def reads(self) -> list[Read]:
+        """The line model's characters, decoded greedily."""
+        if self._reads is None:
+            self._reads = decode_line(self.whole.frames)
+        return self._reads
+
+    def greedy(self, rescore: bool = False) -> tuple[float, list[Char]]:
+        """The line model's own reading (`read` of `reads`), worked out once for each `rescore`."""
+        if rescore not in self._greedy:
+            self._greedy[rescore] = self.read(self.reads, rescore)
+        return self._greedy[rescore]
 
     def cut(self, chars: list[Found]) -> tuple[float, list[Char]]:
         """Segmentation's characters as (confidence, characters), answered by the classifier."""
@@ -662,10 +677,9 @@ class LineReading:
         if any(b.box[0] - a.box[2] < JOIN_GAP * height and min(wa, wb) <= STROKE * height
                for a, b, wa, wb in zip(atoms, atoms[1:], width, width[1:])):
             return None
-        reads = decode_line(self.whole.frames)
-        if any(r.probabilities.max() < self.model.threshold for r in reads):
+        if any(r.probabilities.max() < self.model.threshold for r in self.reads):
             return None
-        chars = self.read(reads, rescore=RESCORE)[1]
+        chars = self.greedy(RESCORE)[1]
         centres = np.array([(l + r) / 2 for (l, _, r, _), _, _ in chars])
         held = [int(((a.box[0] <= centres) & (centres < a.box[2])).sum()) for a in atoms]
         narrow = [w <= SURE_WIDTH * height for w in width]
@@ -684,7 +698,7 @@ class LineReading:
         sure = all(a.box[2] - a.box[0] <= SURE_WIDTH * self.line.height for a in self.line.atoms) \
             and not any(c for _, _, c, _ in found) and all(a.status == "ok" for _, _, a in first[1])
         if self.model is not None and not (sure and len(found) == len(self.line.atoms)):
-            other = self.read(decode_line(self.whole.frames))
+            other = self.greedy()
             if len(other[1]) != len(first[1]) and (not sure or other[0] > first[0]):
                 return other
         return first
@@ -750,7 +764,7 @@ def read(source, predictor: Predictor, max_bytes: int = MAX_BYTES, max_pixels: i
                        image, answer) for row in rows for (l, t, r, b), image, answer in row]
     if not chars:
         return Reading("", "blank", None, size=size)
-    text = "\n".join("".join(a.label or "" for _, _, a in row) for row in rows if row)
+    text = "\n".join(_text(row) for row in rows if row)
     counts = [len(row) for row in rows if row]
     missed = [i + 1 for i, (chars, matched) in enumerate(got) if chars and not matched]
     reason = (f"no reading of line{'s' * (len(missed) > 1)} {', '.join(map(str, missed))} matches {expected.text} "

@@ -125,7 +125,7 @@ def _destroy(wait: bool = False) -> None:
 
     if dist.is_initialized():
         if wait:
-            dist.barrier()
+            _barrier()
         dist.destroy_process_group()
 
 

@@ -180,8 +180,14 @@ def _outliers(cfg: TrainConfig, ds: Dataset, device: str) -> torch.Tensor | None
     from .outliers import bank
 
     tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    x = ds.spec.card().normalise(bank(ds.train_x[tr], OUTLIER_BANK, cfg.seed)).to(device)
-    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+    return _inputs(cfg, ds, bank(ds.train_x[tr], OUTLIER_BANK, cfg.seed), device)
+
+
+def _inputs(cfg: TrainConfig, ds: Dataset, x: torch.Tensor, device: str) -> torch.Tensor:
+    """(N, 28, 28) uint8 images -> (N, 1, 28, 28) normalised model inputs on the device, in the
+    memory format training uses."""
+    out = ds.spec.card().normalise(x).to(device)
+    return out.contiguous(memory_format=torch.channels_last) if cfg.channels_last else out
 
 
 def _renders(cfg: TrainConfig, ds: Dataset, device: str, log) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, dict]:
@@ -201,10 +207,7 @@ def _renders(cfg: TrainConfig, ds: Dataset, device: str, log) -> tuple[tuple[tor
     log(f"real-world bank: {facts['kept']:,} of {facts['renders']:,} renders kept"
         + (f", {facts['rendered_now']:,} rendered now at {facts['images_per_second']} images/s"
            if facts["rendered_now"] else " (cached)"))
-    xt = ds.spec.card().normalise(torch.from_numpy(x)).to(device)
-    if cfg.channels_last:
-        xt = xt.contiguous(memory_format=torch.channels_last)
-    return (xt, torch.from_numpy(y).to(device)), facts
+    return (_inputs(cfg, ds, torch.from_numpy(x), device), torch.from_numpy(y).to(device)), facts
 
 
 def _data(cfg: TrainConfig, ds: Dataset, device: str):
@@ -212,10 +215,7 @@ def _data(cfg: TrainConfig, ds: Dataset, device: str):
         raise UserError(f"--val-size {cfg.val_size} must be between 1 and {len(ds.train_x) - 1}: "
                         f"{ds.spec.name} has {len(ds.train_x):,} training images")
     tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    x_train = ds.spec.card().normalise(ds.train_x[tr]).to(device)  # (N, 1, 28, 28)
-    if cfg.channels_last:
-        x_train = x_train.contiguous(memory_format=torch.channels_last)
-    return x_train, ds.train_y[tr].to(device), ds.train_x[va], ds.train_y[va]
+    return _inputs(cfg, ds, ds.train_x[tr], device), ds.train_y[tr].to(device), ds.train_x[va], ds.train_y[va]
 
 
 def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run:
