@@ -143,9 +143,9 @@ def run_anchor(ds, device: str, seed: int, every: int) -> dict:
     return watch.row("anchor", seed, got["train_seconds"], acc)
 
 
-def run_digitrec(ds, device: str, seed: int, every: int, recipe: str) -> dict:
+def run_digitrec(ds, device: str, seed: int, every: int, recipe: str, graph: str = "auto") -> dict:
     watch = Watch(ds, device)
-    cfg = config_from(recipe, seed=seed, device=device)
+    cfg = config_from(recipe, seed=seed, device=device, graph=graph)
     with tempfile.TemporaryDirectory() as tmp:
         m = train(cfg, tmp, data=ds, quiet=True, observe=watch, observe_every=every)
     return watch.row(f"digitrec `{recipe}`", seed, m["train_seconds"], m["test_accuracy"], m["warmup_seconds"])
@@ -160,13 +160,13 @@ def warm_process(device: str) -> None:
     opt.step()
 
 
-def race(ds, device: str, seeds: int, every: int, recipe: str) -> list[dict]:
+def race(ds, device: str, seeds: int, every: int, recipe: str, graph: str = "auto") -> list[dict]:
     """The anchor and digitrec, seed by seed, taking turns on who goes first (so both see the
     same machine load), on the same data and device."""
     warm_process(device)
     rows = []
     for seed in range(seeds):
-        pair = [lambda s=seed: run_anchor(ds, device, s, every), lambda s=seed: run_digitrec(ds, device, s, every, recipe)]
+        pair = [lambda s=seed: run_anchor(ds, device, s, every), lambda s=seed: run_digitrec(ds, device, s, every, recipe, graph)]
         for run in (pair if seed % 2 == 0 else pair[::-1]):
             rows.append(run())
             print("  " + json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -319,6 +319,8 @@ def main() -> None:
                    help="time only this many batches of each pipeline (0 = one full epoch)")
     p.add_argument("--recipe", default="speedrun")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where both trainings of the race run")
+    p.add_argument("--graph", default="auto", choices=("auto", "on", "off"),
+                   help="digitrec's CUDA-graph training step in the race (training's --graph)")
     p.add_argument("--every", type=int, default=10, help="steps between accuracy checks in the race")
     p.add_argument("--skip", default="",
                    help="comma-separated parts to skip: pipeline,accuracy,startup,augment,inference,predict")
@@ -353,7 +355,7 @@ def main() -> None:
               f"tuomaso/train_mnist_fast) and `digitrec train --recipe {args.recipe}`, {args.seeds} seeds each, "
               "taking turns, the same data on the same device; test accuracy every "
               f"{args.every} steps with the clock stopped.\n")
-        race_table(race(ds, args.device, args.seeds, args.every, args.recipe))
+        race_table(race(ds, args.device, args.seeds, args.every, args.recipe, args.graph))
 
     if "startup" not in skip:
         phases = startup(args.recipe, args.device)

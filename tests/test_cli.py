@@ -16,6 +16,16 @@ def run_cli(*args):
                           timeout=300)
 
 
+def test_train_takes_a_fractional_number_of_epochs(synth_dir, tmp_path):
+    # 500 training images at batch 50: 10 steps an epoch; 1.5 epochs stop after 15 steps
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(synth_dir), "--epochs", "1.5", "--batch-size", "50", "--val-size", "100",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1.5
+    assert len((out / "steps.csv").read_text().splitlines()) - 1 == 15
+    assert len((out / "history.csv").read_text().splitlines()) - 1 == 2
+
+
 def test_train_then_evaluate_writes_everything(synth_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--dataset", str(synth_dir), "--epochs", "4", "--batch-size", "32", "--val-size", "100",

@@ -45,6 +45,26 @@ def test_graph_step_body_trains_like_the_ordinary_step(synth_dir, tmp_path):
         torch.testing.assert_close(w, v, rtol=1e-4, atol=1e-5, msg=k)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("options", [{}, {"augment": True}, {"aug_elastic": 2.0},
+                                     {"aug_stroke": 1.0, "aug_blur": 1.5, "aug_contrast": 1.0},
+                                     {"augment": True, "outliers": 0.125}])
+def test_every_training_option_is_captured_in_a_cuda_graph(synth_dir, tmp_path, options):
+    """Capture fails on anything that waits for or copies from the host (a CPU tensor made in
+    the step): every augmentation and the outlier shapes must be captured, then train."""
+    cfg = TrainConfig(model="fast", dataset=str(synth_dir), val_size=100, batch_size=32, epochs=1, lr=3e-3,
+                      device="cuda", **options)
+    run = setup(cfg, tmp_path, None, True)
+    run.model.train()
+    step = graph.GraphStep(run)
+    assert step.graph is not None
+    before = [p.detach().clone() for p in run.model.parameters()]
+    losses = [float(step(torch.arange(32, device="cuda") + 32 * i)) for i in range(8)]
+    assert all(math.isfinite(v) for v in losses), losses
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+
+
 def test_graphs_are_refused_where_they_cannot_work(synth_dir, tmp_path):
     from digitrec.errors import UserError
     from digitrec.training.loop import train

@@ -104,7 +104,9 @@ def elastic_field(n: int, shape, amount: float, generator: torch.Generator, devi
     h, w = shape
     coarse = torch.rand(n, 2, 4, 4, generator=generator, device=device) * 2 - 1
     field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)  # (n, 2, H, W)
-    return (field * (2 * amount / torch.tensor([w, h], device=device).view(1, 2, 1, 1))).permute(0, 2, 3, 1)
+    # x displacements in units of half the width, y in half the height; Python numbers, so that
+    # nothing is copied from the host while a CUDA graph captures the training step
+    return torch.stack([field[:, 0] * (2 * amount / w), field[:, 1] * (2 * amount / h)], dim=-1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 3) -> torch.Tensor:

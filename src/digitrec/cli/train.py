@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import sys
 import time
+import typing
 from pathlib import Path
 
 from ..errors import UserError
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="a named recipe to start from; options below override it (default: seed)")
-    defaults, enums = TrainConfig(), choices()
+    defaults, enums, hints = TrainConfig(), choices(), typing.get_type_hints(TrainConfig)
     for f, comment in _config_fields():
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"{comment} (default: {default})")
         else:
-            kind = {int: int, float: float}.get(type(default), str)
+            kind = {int: int, float: float}.get(hints[f.name], str)  # the annotation: `epochs: float = 6`
             p.add_argument(flag, dest=f.name, type=kind, default=None, choices=enums.get(f.name),
                            help=f"{comment} (default: {shown})")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<date>-<time>)")
