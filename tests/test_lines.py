@@ -4,6 +4,7 @@ resume) and export, and the reader keeping its reading where segmentation cannot
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +163,58 @@ def test_the_line_model_reads_first_and_segmentation_runs_only_where_it_is_unsur
     monkeypatch.setattr(reader, "segmentations", lambda *a: segmented.append(1) or real(*a))
     assert read(_png(np.asarray(draw_text(["2026"]))), shipped).text == "2026" and not segmented
     assert read(_png(np.asarray(draw_text(["45"]))), shipped).text == "45" and segmented
+
+
+def test_a_line_model_starts_from_an_onnx_export_computing_what_it_computes(synth_dir):
+    from digitrec.data.load import load
+    from digitrec.training.lines import batch_of, start_from
+
+    ds = load(str(synth_dir))
+    x, y = ds.train_x.numpy(), ds.train_y.numpy()
+    calibration = batch_of(x, y, np.random.default_rng(0), 32, 4)[0]
+    model = LineNet(10, 32)
+    start_from(model, packaged_line_model(), calibration)  # batch norms unfolded from the export's convolutions
+    shipped = LineModel(packaged_line_model())
+    model.eval()
+    for strip_x in batch_of(x, y, np.random.default_rng(1), 3, 6)[0]:
+        with torch.no_grad():
+            mine = model(strip_x[None]).softmax(1)[0].T.numpy()
+        assert np.abs(mine - shipped.frames(strip_x[0].numpy())).max() < 1e-4
+    with pytest.raises(CheckpointError, match="does not exist"):
+        start_from(LineNet(10, 32), packaged_line_model().with_name("missing.onnx"), calibration)
+    with pytest.raises(CheckpointError, match="not a line model of this shape"):
+        start_from(LineNet(10, 16), packaged_line_model(), calibration)
+
+
+def test_the_line_bank_is_the_readers_strips_of_rendered_lines_cached_in_parts(synth_dir, tmp_path):
+    from digitrec.data.load import load
+    from digitrec.training import linebank
+
+    ds = load(str(synth_dir))
+    x, y = ds.train_x[:50].numpy(), ds.train_y[:50].numpy()
+    strips, labels, facts = linebank.bank(x, y, 6, 0, tmp_path, max_length=3, jobs=1, part=3)
+    assert facts["rendered_now"] == 6 and facts["kept"] == len(strips) == len(labels) >= 5
+    assert all(s.shape[0] == HEIGHT and s.shape[1] % STRIDE == 0 and s.dtype == np.uint8 and s.max() > 100 for s in strips)
+    assert all(1 <= len(t) <= 3 for t in labels)
+    which, _, _ = linebank.plan(len(x), 6, 0, 3, linebank.MIX)
+    kept = [i for i in range(6) if len(which[i])]  # every planned line has its digits' labels, in order
+    assert [list(t) for t in labels] == [list(y[which[i]]) for i in kept][: len(labels)]
+    folder = Path(facts["folder"])
+    (folder / "part-0000003.npz").unlink()  # as if interrupted: only that part is made again
+    again, labels2, facts2 = linebank.bank(x, y, 6, 0, tmp_path, max_length=3, jobs=1, part=3)
+    assert facts2["rendered_now"] == 3
+    assert all(np.array_equal(a, b) for a, b in zip(strips, again)) and len(again) == len(strips)
+
+
+def test_a_share_of_each_batch_comes_from_the_bank(synth_dir):
+    from digitrec.data.load import load
+    from digitrec.training.lines import batch_of
+
+    ds = load(str(synth_dir))
+    x, y = ds.train_x.numpy(), ds.train_y.numpy()
+    marked = {n: [(np.full((HEIGHT, 8 * n), 255, np.uint8), np.full(n, 7))] for n in range(1, 4)}
+    xb, yb, frames = batch_of(x, y, np.random.default_rng(0), 8, 3, marked, 0.5)
+    assert (yb[:4] == 7).all() and (xb[:4, 0, :, :8] == 1).all()  # the first half: the bank's lines
+    assert frames[0] == 8 * yb.shape[1] // STRIDE
+    xb, yb, _ = batch_of(x, y, np.random.default_rng(0), 8, 3, None, 0.5)
+    assert not (xb[:, 0] == 1).all(dim=(1, 2)).any()  # without a bank: lines made as before

@@ -75,3 +75,51 @@ def test_graphs_are_refused_where_they_cannot_work(synth_dir, tmp_path):
     run = setup(TrainConfig(dataset=str(synth_dir), val_size=100, ema=0.9, device="cpu"), tmp_path / "r", None, True)
     run.device = "cuda"  # as if on a GPU: EMA still rules graphs out
     assert "ema" in graph.supported(run)
+
+
+def test_distillation_with_no_teacher_share_is_the_ordinary_loss():
+    from types import SimpleNamespace
+
+    from digitrec.training.step import _distilled
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    soft = torch.rand(16, 10).softmax(1)
+    run = SimpleNamespace(cfg=TrainConfig(label_smoothing=0.1, distill=0.0))
+    want = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert float(_distilled(run, logits, y, soft, 0, 1)) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_distillation_pulls_towards_the_teachers_probabilities_except_for_renders():
+    from types import SimpleNamespace
+
+    from digitrec.training.step import _distilled
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 10, (8,))
+    soft = torch.rand(8, 10).softmax(1)
+    run = SimpleNamespace(cfg=TrainConfig(label_smoothing=0.0, distill=1.0))
+    logits = soft.log().clone().requires_grad_(True)  # the student already says what the teachers say
+    _distilled(run, logits, y, soft, 3, 1).backward()
+    assert logits.grad[3:].abs().max() < 1e-6  # no pull where the teachers are the target
+    assert logits.grad[:3].abs().max() > 1e-3  # the first 3 (renders) are pulled towards their labels
+
+
+def test_training_with_a_teacher_uses_its_probabilities(synth_dir, synth_run, tmp_path):
+    from digitrec.errors import CheckpointError, UserError
+    from digitrec.training.loop import train
+
+    teacher = synth_run / "best.pt"
+    cfg = TrainConfig(dataset=str(synth_dir), val_size=100, epochs=1, device="cpu", teacher=f"{teacher},{teacher}")
+    run = setup(cfg, tmp_path / "a", None, True)
+    assert run.soft.shape == (len(run.x_train), 10)
+    assert torch.allclose(run.soft.sum(1), torch.ones(len(run.x_train)), atol=1e-5)
+    # the teacher's own training images: it agrees with most of their labels
+    assert float((run.soft.argmax(1) == run.y_train).float().mean()) > 0.5
+    m = train(cfg, tmp_path / "run", quiet=True)
+    assert m["val_accuracy"] >= 0
+    with pytest.raises((CheckpointError, UserError), match="nothing.pt|nothing"):
+        train(TrainConfig(dataset=str(synth_dir), val_size=100, epochs=1, device="cpu", teacher=str(tmp_path / "nothing.pt")),
+              tmp_path / "run2", quiet=True)
+    with pytest.raises(UserError, match="distill"):
+        TrainConfig(distill=1.5).check()

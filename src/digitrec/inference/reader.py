@@ -593,6 +593,16 @@ def read_whole(row: list[Piece], ink: np.ndarray, model: LineModel) -> Whole:
     return Whole(x, model.frames(x), k, left, sub, l, t)
 
 
+def one_line_strip(source, limits: Limits = Limits()) -> np.ndarray | None:
+    """The line model's input for an image that holds one line of characters (the line model's
+    training renders such images: training/linebank.py): all the ink the reader finds there,
+    taken as one line and prepared as read_whole prepares a line; None where there is none."""
+    im, _, _ = decode(source)
+    ink, blank, _ = ink_map(luminance(to_pixels(im)))
+    found = [] if blank else pieces(ink, limits)
+    return strip(line_ink(found, ink)[0])[0] if found else None
+
+
 Char = tuple[Box, np.ndarray, Answer]  # a character read: box in the ink map, model input, answer
 
 

@@ -77,19 +77,25 @@ def make_line(digits: np.ndarray, rng: np.random.Generator, gap: tuple[float, fl
     return strip(ink)[0]
 
 
-def batch_of(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, size: int, max_length: int):
+def batch_of(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, size: int, max_length: int,
+             bank: dict[int, list[np.ndarray]] | None = None, share: float = 0.0):
     """A batch of lines of one length: (B, 1, HEIGHT, W) strips (padded with paper), the
-    (B, n) labels, and the frames each strip has."""
+    (B, n) labels, and the frames each strip has. With `bank` (length -> [(strip uint8, labels)],
+    linebank.py), a `share` of the lines are rendered ones of that length."""
     n = int(rng.integers(1, max_length + 1))
     idx = rng.integers(0, len(x), (size, n))
     gaps = [CLEAR if rng.random() < 0.5 else TOUCHING for _ in range(size)]
-    strips = [make_line(x[i], rng, g) for i, g in zip(idx, gaps)]
+    rendered = bank.get(n, []) if bank else []
+    k = min(size, round(share * size)) if rendered else 0
+    picked = [rendered[j] for j in rng.integers(0, len(rendered), k)] if k else []
+    strips = [s.astype(np.float32) / 255 for s, _ in picked] + [make_line(x[i], rng, g) for i, g in zip(idx[k:], gaps[k:])]
+    labels = np.concatenate([np.stack([t for _, t in picked]).reshape(k, n), y[idx[k:]]]) if k else y[idx]
     width = max(s.shape[1] for s in strips)
     out = np.zeros((size, 1, HEIGHT, width), np.float32)
     for b, s in enumerate(strips):
         out[b, 0, :, : s.shape[1]] = s
     frames = torch.tensor([s.shape[1] // STRIDE for s in strips])
-    return torch.from_numpy(out), torch.from_numpy(y[idx].astype(np.int64)), frames
+    return torch.from_numpy(out), torch.from_numpy(labels.astype(np.int64)), frames
 
 
 def validation_lines(x: np.ndarray, y: np.ndarray, count: int, max_length: int, seed: int):
@@ -139,8 +145,13 @@ def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
     x, y = ds.train_x.numpy(), ds.train_y.numpy()
     classes = [str(c) for c in ds.spec.classes]
     val = validation_lines(x[va.numpy()], y[va.numpy()], cfg.val_lines, cfg.max_length, cfg.seed)
+    rendered_val, bank = rendered(cfg, x, y, tr.numpy(), va.numpy(), log)
     x, y = x[tr.numpy()], y[tr.numpy()]
-    model = LineNet(len(classes), cfg.width).to(memory_format=torch.channels_last)
+    model = LineNet(len(classes), cfg.width)
+    if cfg.init:
+        start_from(model, Path(cfg.init), batch_of(x, y, np.random.default_rng(cfg.seed + 7), 64, cfg.max_length)[0])
+        log(f"starting from the weights of {cfg.init}")
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.15)
     rng = np.random.default_rng(cfg.seed)
@@ -148,7 +159,7 @@ def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
     log(f"line model: {count_parameters(model):,} parameters; steps {start + 1} to {cfg.steps}, {cfg.batch} lines each")
     t0, seen = time.perf_counter(), None
     for step in range(start + 1, cfg.steps + 1):
-        xb, yb, frames = batch_of(x, y, rng, cfg.batch, cfg.max_length)
+        xb, yb, frames = batch_of(x, y, rng, cfg.batch, cfg.max_length, bank, cfg.conditions)
         logp = model(xb.contiguous(memory_format=torch.channels_last)).log_softmax(1).permute(2, 0, 1)  # (T, B, C+1)
         loss = F.ctc_loss(logp, yb, frames, torch.full((cfg.batch,), yb.shape[1]), blank=len(classes),
                           zero_infinity=True)
@@ -166,8 +177,81 @@ def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
     metrics = {"val_line_accuracy": accuracy, "val_lines": len(val), "threshold": unsure_threshold(results, truths),
                "train_seconds": time.perf_counter() - t0, "parameters": count_parameters(model), "config": asdict(cfg)}
     log(f"validation lines read whole: {100 * accuracy:.2f}% of {len(val)}")
+    if rendered_val:
+        got = read_strips(model, [s.astype(np.float32) / 255 for s, _ in rendered_val], classes)
+        want = ["".join(classes[int(v)] for v in t) for _, t in rendered_val]
+        metrics["val_rendered_accuracy"] = float(np.mean([g[0] == w for g, w in zip(got, want)]))
+        metrics["val_rendered_lines"] = len(rendered_val)
+        log(f"validation lines rendered under real-world conditions, read whole: "
+            f"{100 * metrics['val_rendered_accuracy']:.2f}% of {len(rendered_val)}")
     save(model, out, classes, metrics)
     return metrics
+
+
+def rendered(cfg: LineConfig, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, log):
+    """With --conditions: lines of validation digits rendered under real-world conditions and
+    prepared by the reader (half as many as --val-lines; for the record), and the training bank
+    (length -> [(strip, labels)]); both built once and cached beside the data (linebank.py)."""
+    if not cfg.conditions:
+        return [], None
+    import os
+
+    from ..data.fetch import default_data_dir
+    from .linebank import bank
+
+    jobs = max(1, os.cpu_count() or 1)
+    cache = default_data_dir()
+    vs, vy, _ = bank(x[va], y[va], max(1, cfg.val_lines // 2), cfg.seed + 1, cache, cfg.max_length, jobs, log=log)
+    ts, ty, facts = bank(x[tr], y[tr], cfg.bank, cfg.seed, cache, cfg.max_length, jobs, log=log)
+    by_length: dict[int, list] = {}
+    for s_, t in zip(ts, ty):
+        by_length.setdefault(len(t), []).append((s_, t))
+    log(f"rendered lines: {facts['kept']:,} of {facts['lines']:,} kept" + (
+        f", {facts['rendered_now']:,} rendered now at {facts['lines_per_second']} lines/s" if facts["rendered_now"] else " (cached)"))
+    return list(zip(vs, vy)), by_length
+
+
+def start_from(model: LineNet, path: Path, calibration: torch.Tensor) -> None:
+    """The weights of a trained line model: a lines.pt as saved, or a lines.onnx, whose batch
+    norms the export folded into the convolutions before them: each is unfolded (its scale and
+    shift set to the statistics of its convolution's output on `calibration` strips, (B, 1,
+    HEIGHT, W)), so that the network computes what the export does and trains on from there."""
+    if path.suffix == ".pt":
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+        return
+    import onnx
+    from onnx import numpy_helper
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: --init takes a lines.onnx or lines.pt")
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(str(path)).graph.initializer}
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d))]
+    for name, conv in layers:
+        if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and getattr(weights.get(f"{name}.weight"), "shape", None) != conv.weight.shape:
+            raise CheckpointError(f"{path} is not a line model of this shape (its {name} differs): give --width as "
+                                  f"it was trained with, or start from a lines.pt")
+    model.eval()
+    with torch.no_grad():
+        for (name, conv), (_, norm) in zip(layers[:-1], layers[1:]):
+            if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                continue
+            if f"{name}.weight_bias" not in weights:
+                raise CheckpointError(f"{path} has no folded batch norm after {name}: start from a lines.pt")
+            conv.weight.copy_(weights[f"{name}.weight"])
+            seen = []
+            hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
+            model(calibration)
+            hook.remove()
+            dims = [0, 2, 3] if seen[0].dim() == 4 else [0, 2]
+            mean, var = seen[0].mean(dims), seen[0].var(dims, unbiased=False)
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+            norm.weight.copy_((var + norm.eps).sqrt())
+            norm.bias.copy_(mean + weights[f"{name}.weight_bias"])
+        last, conv = layers[-1]
+        conv.weight.copy_(weights[f"{last}.weight"])
+        conv.bias.copy_(weights[f"{last}.bias"])
+    model.train()
 
 
 def keep_state(path: Path, cfg: LineConfig, step: int, model, opt, sched, rng: np.random.Generator) -> None:

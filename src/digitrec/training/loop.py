@@ -130,6 +130,7 @@ class Run:
     aug: Augment | None
     outliers: torch.Tensor | None  # (K, 1, 28, 28) normalised shapes that are not characters, on the device
     renders: tuple[torch.Tensor, torch.Tensor] | None  # (R, 1, 28, 28) normalised real-world renders, (R,) labels
+    soft: torch.Tensor | None  # (N, C) with --teacher: the teachers' mean probabilities of each training image, on the device
     shuffle_gen: torch.Generator
     aug_gen: torch.Generator
     amp: torch.autocast
@@ -210,6 +211,22 @@ def _renders(cfg: TrainConfig, ds: Dataset, device: str, log) -> tuple[tuple[tor
     return (_inputs(cfg, ds, torch.from_numpy(x), device), torch.from_numpy(y).to(device)), facts
 
 
+def _teachers(cfg: TrainConfig, ds: Dataset, device: str, log) -> torch.Tensor | None:
+    """With --teacher, the teachers' mean probabilities of every training-split image (each
+    teacher reading the images as its own training did), on the device; computed once."""
+    if not cfg.teacher:
+        return None
+    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
+    probs = []
+    for path in cfg.teacher.split(","):
+        model, ckpt = load_model(Path(path.strip()))
+        if ckpt.card.num_classes != ds.spec.num_classes:
+            raise UserError(f"teacher {path} has {ckpt.card.num_classes} classes; {ds.spec.name} has {ds.spec.num_classes}")
+        probs.append(logits_of(model.to(device), ds.train_x[tr], ckpt.card, device).float().softmax(1).cpu())
+        log(f"teacher {path}: read {len(tr):,} training images")
+    return torch.stack(probs).mean(0).to(device)
+
+
 def _data(cfg: TrainConfig, ds: Dataset, device: str):
     if not 0 < cfg.val_size < len(ds.train_x):
         raise UserError(f"--val-size {cfg.val_size} must be between 1 and {len(ds.train_x) - 1}: "
@@ -255,7 +272,8 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
             "parameters": count_parameters(model),
             **({"real_world": {k: v for k, v in made.items() if k != "folder"}} if made else {})}
     return Run(cfg, Path(out), device, ds, card, x_train, y_train, x_val, y_val, model, model, optimizer, scheduler,
-               ema, aug, _outliers(cfg, ds, device), renders, torch.Generator().manual_seed(cfg.seed),
+               ema, aug, _outliers(cfg, ds, device), renders, _teachers(cfg, ds, device, log),
+               torch.Generator().manual_seed(cfg.seed),
                torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
                torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
                steps_per_epoch, total_steps, model_args, meta, log, phases)

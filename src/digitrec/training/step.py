@@ -16,7 +16,7 @@ def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
     plus shapes that are not characters, pushed towards equal probabilities), augmented; under torchrun, this rank's
     share of the mean over the whole batch of `whole_batch` images."""
     x, y = run.x_train[idx], run.y_train[idx]
-    n = len(x)
+    n, k = len(x), 0
     if run.renders is not None and n:  # a share of the digits as users hand them over, prepared as theirs are
         bank_x, bank_y = run.renders
         k = min(n, round(run.cfg.real_world * n))
@@ -31,10 +31,25 @@ def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
     with run.amp:
         logits = run.forward(x)
         world = distributed.dist_info()[1]
-        loss = F.cross_entropy(logits[:n], y, label_smoothing=run.cfg.label_smoothing,
-                               reduction="mean" if world == 1 else "sum")
+        if run.soft is None:
+            loss = F.cross_entropy(logits[:n], y, label_smoothing=run.cfg.label_smoothing,
+                                   reduction="mean" if world == 1 else "sum")
+        else:  # distillation: the label (smoothed) and the teachers' probabilities, mixed
+            loss = _distilled(run, logits[:n], y, run.soft[idx], k, world)
         if world > 1:  # DDP averages over ranks: this makes it the mean over the whole batch
             loss = loss * distributed.loss_scale(whole_batch)
         if run.outliers is not None:
             loss = loss - OUTLIER_WEIGHT * logits[n:].float().log_softmax(1).mean()
     return loss
+
+
+def _distilled(run, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, k: int, world: int) -> torch.Tensor:
+    """Cross-entropy against (1 - distill) x the smoothed label + distill x the teachers' mean
+    probabilities of the image; the first `k` images (real-world renders, which no teacher
+    read) against their label alone."""
+    c = logits.shape[1]
+    label = F.one_hot(y, c).float() * (1 - run.cfg.label_smoothing) + run.cfg.label_smoothing / c
+    soft = torch.cat([label[:k], soft[k:]])
+    target = (1 - run.cfg.distill) * label + run.cfg.distill * soft
+    per_image = -(target * logits.float().log_softmax(1)).sum(1)
+    return per_image.mean() if world == 1 else per_image.sum()
