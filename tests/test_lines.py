@@ -83,7 +83,8 @@ def test_the_network_takes_any_width_and_gives_a_frame_per_stride():
 
 
 def test_training_resumes_and_exports_a_model_onnx_runtime_agrees_with(synth_dir, tmp_path):
-    cfg = LineConfig(steps=4, batch=4, width=8, max_length=3, val_lines=6, val_size=100, dataset=str(synth_dir))
+    cfg = LineConfig(steps=4, batch=4, width=8, max_length=3, val_lines=6, val_size=100, dataset=str(synth_dir),
+                     conditions=0.0)
     first = train_lines(tmp_path / "a", cfg, log=lambda m: None)
     assert 0 <= first["val_line_accuracy"] <= 1 and (tmp_path / "a" / "state.pt").is_file()
     said = []
@@ -218,3 +219,18 @@ def test_a_share_of_each_batch_comes_from_the_bank(synth_dir):
     assert frames[0] == 8 * yb.shape[1] // STRIDE
     xb, yb, _ = batch_of(x, y, np.random.default_rng(0), 8, 3, None, 0.5)
     assert not (xb[:, 0] == 1).all(dim=(1, 2)).any()  # without a bank: lines made as before
+
+
+def test_training_on_rendered_lines_reports_them_and_starts_from_an_export(synth_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITREC_DATA", str(tmp_path / "cache"))  # the banks are cached beside the data
+    cfg = LineConfig(steps=3, batch=4, width=8, max_length=3, val_lines=6, val_size=100, dataset=str(synth_dir),
+                     conditions=0.5, bank=6)
+    said = []
+    first = train_lines(tmp_path / "a", cfg, log=said.append)
+    assert first["val_rendered_lines"] >= 2 and 0 <= first["val_rendered_accuracy"] <= 1
+    assert len(list((tmp_path / "cache").glob("lines-*"))) == 2  # validation lines and the training bank
+    assert any("rendering 6 lines" in m for m in said)
+    again = train_lines(tmp_path / "b", LineConfig(**{**cfg.__dict__, "init": str(tmp_path / "a" / "lines.onnx")}),
+                        log=said.append)
+    assert any("(cached)" in m for m in said) and any("starting from the weights" in m for m in said)
+    assert 0 <= again["val_line_accuracy"] <= 1

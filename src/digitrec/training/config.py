@@ -123,7 +123,7 @@ class LineConfig:
     seed: int = 0
     val_size: int = 5000  # the training digits held out for validation lines (as `digitrec train`)
     dataset: str = "mnist"  # a registered dataset or a folder of IDX files
-    conditions: float = 0.0  # share of each batch drawn from lines rendered under real-world conditions (linebank.py)
+    conditions: float = 0.5  # share of each batch drawn from lines rendered under real-world conditions (linebank.py; 0 = off)
     bank: int = 12000  # lines in that bank, rendered once and cached beside the data
     init: str = ""  # a lines.onnx or lines.pt to start from (default: random weights)
 
