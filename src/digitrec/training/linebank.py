@@ -83,31 +83,23 @@ def bank(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, cache: Path,
     """`n` lines of `digits` ((N, 28, 28) uint8, one split only) under `mix`, as the reader
     prepares them: (strips: list of (HEIGHT, W) uint8, labels: list of (k,) int64, facts);
     lines in which the reader finds no ink are left out. The same arguments give the same bank."""
-    from .renders import _pool
+    from .renders import build_parts
 
     mix = mix or MIX
     folder = Path(cache) / f"lines-{cache_key(digits, n, seed, max_length, mix)}"
     folder.mkdir(parents=True, exist_ok=True)
     which, conditions, gaps = plan(len(digits), n, seed, max_length, mix)
-    parts = [(s, min(s + part, n)) for s in range(0, n, part)]
-    todo = [(s, e) for s, e in parts if not (folder / f"part-{s:07d}.npz").exists()]
     t = time.perf_counter()
-    if todo:
-        log(f"rendering {sum(e - s for s, e in todo):,} lines of training digits under real-world conditions "
-            f"in {jobs} processes (cached in {folder})")
-        with _pool(jobs) as pool:
-            for s, e in todo:
-                tasks = [(digits[which[i]], conditions[i], gaps[i], seed, i) for i in range(s, e)]
-                strips = list(pool.map(render_one, tasks, chunksize=8)) if pool else list(map(render_one, tasks))
-                _save_part(folder / f"part-{s:07d}.npz", strips, [labels[which[i]] for i in range(s, e)])
-                log(f"  {e:,} of {n:,} lines ({time.perf_counter() - t:.0f} s)")
+    parts, rendered = build_parts(
+        folder, n, part, lambda s, e: [(digits[which[i]], conditions[i], gaps[i], seed, i) for i in range(s, e)],
+        render_one, lambda path, strips, s, e: _save_part(path, strips, [labels[which[i]] for i in range(s, e)]),
+        jobs, log, "lines of digits under real-world conditions")
     seconds = time.perf_counter() - t
     strips, ys = [], []
     for s, _ in parts:
         a, b = _load_part(folder / f"part-{s:07d}.npz")
         strips += a
         ys += b
-    rendered = sum(e - s for s, e in todo)
     facts = {"folder": str(folder), "lines": n, "kept": len(strips), "rendered_now": rendered,
              "seconds": round(seconds, 2), "lines_per_second": round(rendered / seconds, 1) if rendered else None}
     return strips, ys, facts

@@ -93,23 +93,36 @@ def bank(digits: np.ndarray, labels: np.ndarray, n: int, seed: int, cache: Path,
     folder = Path(cache) / f"renders-{cache_key(digits, n, seed, mix)}"
     folder.mkdir(parents=True, exist_ok=True)
     which, names = plan(len(digits), n, seed, mix)
-    parts = [(s, min(s + part, n)) for s in range(0, n, part)]
-    todo = [(s, e) for s, e in parts if not (folder / f"part-{s:07d}.npz").exists()]
     t = time.perf_counter()
-    if todo:
-        log(f"rendering {sum(e - s for s, e in todo):,} real-world training digits in {jobs} processes "
-            f"(cached in {folder})")
-        with _pool(jobs) as pool:
-            for s, e in todo:
-                tasks = [(digits[which[i]], names[i], seed, i) for i in range(s, e)]
-                images = list(pool.map(render_one, tasks, chunksize=16)) if pool else list(map(render_one, tasks))
-                _save_part(folder / f"part-{s:07d}.npz", images, labels[which[s:e]])
+    parts, rendered = build_parts(
+        folder, n, part, lambda s, e: [(digits[which[i]], names[i], seed, i) for i in range(s, e)], render_one,
+        lambda path, images, s, e: _save_part(path, images, labels[which[s:e]]), jobs, log,
+        "real-world training digits", chunksize=16)
     seconds = time.perf_counter() - t
     x, y = zip(*(_load_part(folder / f"part-{s:07d}.npz") for s, _ in parts))
-    rendered = sum(e - s for s, e in todo)
     facts = {"folder": str(folder), "renders": n, "kept": int(sum(len(a) for a in y)), "rendered_now": rendered,
              "seconds": round(seconds, 2), "images_per_second": round(rendered / seconds, 1) if rendered else None}
     return np.concatenate(x), np.concatenate(y), facts
+
+
+def build_parts(folder: Path, n: int, part: int, tasks, render, save, jobs: int, log, what: str,
+                chunksize: int = 8) -> tuple[list[tuple[int, int]], int]:
+    """Render `n` items in parts of `part` into `folder`, skipping the parts already there (an
+    interrupted build takes up again at its part): `tasks(s, e)` the arguments of items s to e,
+    `render` one item (in `jobs` worker processes), `save(path, results, s, e)` writes a part
+    atomically. Returns every part's (start, end) and how many items were rendered now."""
+    parts = [(s, min(s + part, n)) for s in range(0, n, part)]
+    todo = [(s, e) for s, e in parts if not (folder / f"part-{s:07d}.npz").exists()]
+    if todo:
+        t = time.perf_counter()
+        log(f"rendering {sum(e - s for s, e in todo):,} {what} in {jobs} processes (cached in {folder})")
+        with _pool(jobs) as pool:
+            for s, e in todo:
+                args = tasks(s, e)
+                made = list(pool.map(render, args, chunksize=chunksize)) if pool else list(map(render, args))
+                save(folder / f"part-{s:07d}.npz", made, s, e)
+                log(f"  {e:,} of {n:,} ({time.perf_counter() - t:.0f} s)")
+    return parts, sum(e - s for s, e in todo)
 
 
 def _pool(jobs: int):
