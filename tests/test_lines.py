@@ -166,7 +166,7 @@ def test_the_line_model_reads_first_and_segmentation_runs_only_where_it_is_unsur
     assert read(_png(np.asarray(draw_text(["45"]))), shipped).text == "45" and segmented
 
 
-def test_a_line_model_starts_from_an_onnx_export_computing_what_it_computes(synth_dir):
+def test_a_line_model_starts_from_an_onnx_export_computing_what_it_computes(synth_dir, tmp_path):
     from digitrec.data.load import load
     from digitrec.training.lines import batch_of, start_from
 
@@ -185,6 +185,9 @@ def test_a_line_model_starts_from_an_onnx_export_computing_what_it_computes(synt
         start_from(LineNet(10, 32), packaged_line_model().with_name("missing.onnx"), calibration)
     with pytest.raises(CheckpointError, match="not a line model of this shape"):
         start_from(LineNet(10, 16), packaged_line_model(), calibration)
+    torch.save({"state": LineNet(10, 8).state_dict(), "info": {}}, tmp_path / "narrow.pt")
+    with pytest.raises(CheckpointError, match="not a line model of this shape"):
+        start_from(LineNet(10, 32), tmp_path / "narrow.pt", calibration)
 
 
 def test_the_line_bank_is_the_readers_strips_of_rendered_lines_cached_in_parts(synth_dir, tmp_path):

@@ -9,14 +9,19 @@ read whole by a small CNN trained with CTC.
     LineNet    convolutions down to a quarter of the width and an eighth of the height, the
                height folded into channels, 1-d convolutions along the line: a score per class
                and for the blank every STRIDE pixels. Only convolutions: any width runs
+    rendered   with --conditions (0.5 by default), that share of each batch is drawn instead
+               from lines of training digits rendered under real-world conditions and prepared
+               by the reader itself (linebank.py: built once, cached)
     training   AdamW with a one-cycle schedule on the CTC loss; validation lines are built from
-               the validation split of the training digits (never test digits)
+               the validation split of the training digits (never test digits); --init starts
+               from a trained model's weights (a lines.pt, or a lines.onnx: start_from)
     export     ONNX with a dynamic batch and width, the classes and the `unsure` threshold in
                its metadata: the reader runs it without torch
 """
 
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -216,14 +221,18 @@ def start_from(model: LineNet, path: Path, calibration: torch.Tensor) -> None:
     norms the export folded into the convolutions before them: each is unfolded (its scale and
     shift set to the statistics of its convolution's output on `calibration` strips, (B, 1,
     HEIGHT, W)), so that the network computes what the export does and trains on from there."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: --init takes a lines.onnx or lines.pt")
     if path.suffix == ".pt":
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+            raise CheckpointError(f"{path} is not a line model of this shape ({str(e).splitlines()[0][:160]}): give "
+                                  f"--width as it was trained with") from None
         return
     import onnx
     from onnx import numpy_helper
 
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist: --init takes a lines.onnx or lines.pt")
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(str(path)).graph.initializer}
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d))]
     for name, conv in layers:

@@ -13,8 +13,9 @@ OUTLIER_WEIGHT = 0.5  # the outlier term's weight in the loss, as in Hendrycks e
 def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
     """`run` (a loop.Run): the loss on the training images `idx` indexes (with --real-world, a share
     of them replaced by rendered training digits as preprocessing prepares them; with --outliers,
-    plus shapes that are not characters, pushed towards equal probabilities), augmented; under torchrun, this rank's
-    share of the mean over the whole batch of `whole_batch` images."""
+    plus shapes that are not characters, pushed towards equal probabilities), augmented; with --teacher, against
+    the label mixed with the teachers' probabilities; under torchrun, this rank's share of the mean over the
+    whole batch of `whole_batch` images."""
     x, y = run.x_train[idx], run.y_train[idx]
     n, k = len(x), 0
     if run.renders is not None and n:  # a share of the digits as users hand them over, prepared as theirs are
