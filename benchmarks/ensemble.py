@@ -26,6 +26,7 @@ import torch
 from digitrec.checkpoint import load_model
 from digitrec.data.load import load, split_indices
 from digitrec.metrics import logits_of
+from digitrec.util import atomic_write
 
 ENSEMBLES = 3
 
@@ -44,11 +45,11 @@ def probabilities(run: Path, ds, va) -> dict[str, torch.Tensor]:
     """The member's softmax probabilities on validation and test, cached in its folder."""
     cache = run / "probs.pt"
     if cache.exists() and cache.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
-        return torch.load(cache)
+        return torch.load(cache, weights_only=True)
     model, ckpt = load_model(run / "best.pt")
     probs = {name: logits_of(model, x, ckpt.card, "cpu").softmax(1)
              for name, x in (("val", ds.train_x[va]), ("test", ds.test_x))}
-    torch.save(probs, cache)
+    atomic_write(cache, lambda tmp: torch.save(probs, tmp))
     return probs
 
 
