@@ -68,8 +68,9 @@ def test_big_images_are_shrunk_to_the_work_size_with_the_same_answer():
     outs = []
     for im in (drawing("I;16", 5000, 50000, 3000), drawing("L", 5000, 230, 20).convert("P"),
                drawing("RGBA", 5000, (230, 230, 220, 255), (20, 20, 20, 255))):
-        out, fmt, shrunk = dec.decode(encode(im))
-        assert max(out.size) <= dec.WORK_SIZE and abs(shrunk * out.size[0] - 5000) < 1
+        decoded = dec.decode(encode(im))
+        assert max(decoded.image.size) <= dec.WORK_SIZE and decoded.size == (5000, 5000)
+        assert abs(decoded.scale * decoded.image.size[0] - 5000) < 1
         pre = preprocess(encode(im))
         assert pre.size == (5000, 5000)
         assert np.abs(pre.image.astype(int) - small.image.astype(int)).mean() < 16, im.mode
@@ -82,8 +83,9 @@ def test_exif_orientation_is_applied_after_the_shrink():
     im = drawing("L", 3000, 230, 20).crop((0, 0, 3000, 2000))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to view
-    out, _, _ = dec.decode(encode(im, "JPEG", exif=exif))
-    assert out.size[0] < out.size[1], "upright: taller than wide"
+    decoded = dec.decode(encode(im, "JPEG", exif=exif))
+    assert decoded.image.size[0] < decoded.image.size[1], "upright: taller than wide"
+    assert decoded.size == (2000, 3000), "the original's size, upright"
 
 
 def test_the_process_wide_budget_holds_across_threads(monkeypatch):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digitrec.inference.decode import decode
 from digitrec.inference.explain import deletion_curve, overlay_input, overlay_original, saliency, squares
 from digitrec.inference.predictor import Predictor
 from synth import make_images
@@ -67,7 +68,7 @@ def test_overlays_are_pngs_of_the_right_size():
     small = Image.open(io.BytesIO(overlay_input(image, sal)))
     assert small.size == (224, 224)
     assert small.getpixel((14 * 8, 14 * 8))[0] > small.getpixel((14 * 8, 14 * 8))[2], "evidence is red"
-    original = Image.new("L", (600, 300), 230)
+    original = decode(Image.new("L", (600, 300), 230))
     big = Image.open(io.BytesIO(overlay_original(original, image, sal, (100, 50, 160, 250))))
     assert big.size == (512, 256)
     inside, outside = big.getpixel((110, 120)), big.getpixel((400, 200))

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from digitrec.errors import CheckpointError
-from digitrec.inference.linemodel import HEIGHT, INK_HEIGHT, PAD, STRIDE, LineModel, Read, decode, spans, strip
+from digitrec.inference.linemodel import HEIGHT, INK_HEIGHT, PAD, STRIDE, LineModel, Read, greedy, spans, strip
 from digitrec.inference.predictor import Predictor
-from digitrec.inference.reader import line_model_for, packaged_line_model, read
+from digitrec.inference.lineread import line_model_for, packaged_line_model
+from digitrec.inference.reader import read
 from digitrec.training.config import LineConfig
 from digitrec.training.lines import LineNet, load_lines, train_lines
 
@@ -38,10 +39,10 @@ def test_decode_collapses_runs_and_keeps_repeats_split_by_a_blank():
     frames = np.full((len(seq), 3), 0.05, np.float32)
     frames[np.arange(len(seq)), seq] = 0.9
     frames[5, 1] = 0.95  # the b is read at its more certain frame
-    got = decode(frames / frames.sum(1, keepdims=True))
+    got = greedy(frames / frames.sum(1, keepdims=True))
     assert [r.index for r in got] == [0, 0, 1] and [r.frame for r in got] == [0, 3, 5]
     assert all(abs(r.probabilities.sum() - 1) < 1e-5 for r in got)
-    assert decode(np.tile([[0.1, 0.1, 0.8]], (5, 1))) == []
+    assert greedy(np.tile([[0.1, 0.1, 0.8]], (5, 1))) == []
 
 
 def test_decode_counts_finds_the_best_path_with_each_number_of_characters():

@@ -307,7 +307,8 @@ def test_save_preview_and_show(folder, ckpt, capsys):
     saved = np.asarray(Image.open(preview))
     assert saved.shape == (28, 28)
     assert np.array_equal(saved, preprocess(folder / "sub" / "deeper" / "seven.png").image)
-    assert len(out.splitlines()) == 1 + 28, "the answer, then the 28 rows of what the model saw"
+    assert len(out.splitlines()) == 1 + 1 + 28, "the answer, the file written, then the 28 rows the model saw"
+    assert out.splitlines()[1] == f"  preview written to {preview}", "every file written is named"
 
 
 def test_usage_errors_exit_2(tmp_path, ckpt, capsys):

@@ -14,7 +14,8 @@ from PIL import Image
 
 from digitrec.cli.main import main
 from digitrec.inference.predictor import Predictor
-from digitrec.inference.reader import characters, lines, pieces, read
+from digitrec.inference.find import group_lines, merge_pieces, pieces
+from digitrec.inference.reader import read
 from synth import draw_text
 
 
@@ -48,8 +49,8 @@ def test_a_two_stroke_4_and_a_5_with_its_bar_apart_are_one_character_each(shippe
     ink = np.asarray(im, np.float32) < 128
     found = pieces(ink.astype(np.float32))
     assert len(found) == 4, "the 4 and the 5 are each drawn in two separate strokes"
-    (row,) = lines(found)
-    assert len(characters(row)) == 3, "the 5's bar shares its body's columns; the 4's stem stands apart"
+    (row,) = group_lines(found)
+    assert len(merge_pieces(row)) == 3, "the 5's bar shares its body's columns; the 4's stem stands apart"
     r = read(png(im), shipped)
     assert r.text == "45" and len(r.characters) == 2
 
@@ -112,7 +113,7 @@ def test_an_image_holding_more_than_a_reading_takes_is_refused_in_words(shipped)
     """Bounded work (issue 23): pieces, lines and candidate characters are counted before the
     work they cost, and an image over a limit is refused with the count, the limit and the fix."""
     from digitrec.errors import PreprocessError, TooMuchInk
-    from digitrec.inference.reader import Limits
+    from digitrec.inference.find import Limits
     from synth import many_strokes_png, random_dots_png
 
     for image, what in ((many_strokes_png(), "1,600 pieces of ink"), (random_dots_png(), "pieces of ink")):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..inference.decode import IMAGE_SUFFIXES
+from ..util import atomic_write_bytes
 
 PREVIEW_SUFFIX = ".preview.png"
 EXPLAIN_SUFFIX = ".explain.png"
@@ -75,7 +76,7 @@ def write_beside(path: Path, suffix: str, key: str, make) -> tuple[dict, str | N
         return {}, None
     target = beside(path, suffix)
     try:
-        target.write_bytes(make())
+        atomic_write_bytes(target, make())
         return {key: str(target)}, None
     except OSError as e:
         return {}, f"could not write {target}: {e.strerror or e}"
@@ -138,6 +139,8 @@ class Output:
             self.writer.writerows([str(path), *row, error or ""] for row in result.csv_rows())
         else:
             print(f"{path}: {result.describe()}", file=self.out)
+            for what, where in extra.items():  # the files written beside it
+                print(f"  {what} written to {where}", file=self.out)
             if art:
                 print(art, file=self.out)
             if error:

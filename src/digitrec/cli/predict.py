@@ -30,13 +30,11 @@ def ascii_art(image: np.ndarray) -> str:
 
 
 def _explain(path: Path, pre, answer, predictor) -> tuple[dict, str | None]:
-    from ..inference.decode import decode
     from ..inference.explain import explanation_picture
 
-    if answer.status == "blank":
+    if answer.label is None:
         return {}, None
-    return write_beside(path, EXPLAIN_SUFFIX, "explanation",
-                        lambda: explanation_picture(decode(path)[0], pre.image, pre.box, answer, predictor))
+    return write_beside(path, EXPLAIN_SUFFIX, "explanation", lambda: explanation_picture(pre, answer, predictor))
 
 
 def _save_preview(path: Path, pre) -> tuple[dict, str | None]:
@@ -62,7 +60,7 @@ def _answer_all(args, predictor, out, files: list[Path], stdin: bytes | None) ->
                 chunk.append((path, preprocess(stdin if path == STDIN else path)))
             except PreprocessError as e:
                 chunk.append((path, str(e)))
-        answers = iter(predictor.predict([pre.image for _, pre in chunk if not isinstance(pre, str)], top_k=k))
+        answers = iter(predictor.predict([pre for _, pre in chunk if not isinstance(pre, str)], top_k=k))
         for path, pre in chunk:
             if isinstance(pre, str):
                 out.error(path, pre)

@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
 
 def limit_args(p) -> None:
     """--max-characters, shared with `digitrec serve`."""
-    from ..inference.reader import CANDIDATES_PER_CHARACTER, CHARACTERS_PER_LINE, MAX_CHARACTERS, PIECES_PER_CHARACTER
+    from ..inference.find import CANDIDATES_PER_CHARACTER, CHARACTERS_PER_LINE, MAX_CHARACTERS, PIECES_PER_CHARACTER
 
     p.add_argument("--max-characters", type=int, default=MAX_CHARACTERS, metavar="N",
                    help=f"the most characters one image may hold. An image with more than {PIECES_PER_CHARACTER} "
@@ -41,7 +41,8 @@ def run(args) -> int:
     """Exit 0 when every image was read, 2 when any held more than --max-characters allows (the
     rest are still read), else 1 when any could not be read."""
     from ..inference.expect import expect
-    from ..inference.reader import Limits, Reading
+    from ..inference.find import Limits
+    from ..inference.reading import Reading
 
     limits, expected = Limits(args.max_characters), expect(args.digits, args.pattern)  # usage errors before loading
     refused: list[Path] = []
@@ -52,7 +53,8 @@ def run(args) -> int:
 def _read_all(args, limits, expected, refused: list[Path], predictor, out, files: list[Path],
               stdin: bytes | None) -> None:
     from ..errors import PreprocessError, TooMuchInk
-    from ..inference.reader import line_model_for, read
+    from ..inference.lineread import line_model_for
+    from ..inference.reader import read
 
     model = line_model_for(predictor, args.lines)
     for path in files:
@@ -64,15 +66,15 @@ def _read_all(args, limits, expected, refused: list[Path], predictor, out, files
             if isinstance(e, TooMuchInk):
                 refused.append(path)
             continue
-        extra, error = _explain(path, reading, predictor) if args.explain else ({}, None)
+        extra, error = _explain(path, reading, predictor, model) if args.explain else ({}, None)
         out.result(path, reading, extra, error)
         out.out.flush()
 
 
-def _explain(path: Path, reading, predictor) -> tuple[dict, str | None]:
+def _explain(path: Path, reading, predictor, model) -> tuple[dict, str | None]:
     """Write the explanation picture beside the image: (JSON extra, error or None)."""
     from ..inference.explain import explain_reading
 
     if reading.status == "blank":
         return {}, None
-    return write_beside(path, EXPLAIN_SUFFIX, "explanation", lambda: explain_reading(path, reading, predictor))
+    return write_beside(path, EXPLAIN_SUFFIX, "explanation", lambda: explain_reading(reading, predictor, model))

@@ -69,7 +69,7 @@ def run(args) -> int:
     from ..server.connections import guarded_protocol
     from ..inference.decode import give_freed_memory_back
     from ..inference.predictor import Predictor
-    from ..inference.reader import Limits
+    from ..inference.find import Limits
     from ..server.app import create_app
     from ..util import say
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import threading
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +214,15 @@ def decoded_cost(data: bytes) -> int:
     return decoded_bytes(im) + analysis_bytes(im.size)
 
 
-def _open(data: bytes) -> Image.Image:
+def _too_many(e: Exception, max_pixels: int) -> PreprocessError:
+    """Pillow's decompression-bomb refusal in our words and with our limit (its message quotes its own)."""
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    size = f"{int(m[1]):,} pixels" if m else "far more pixels than any photo"
+    return PreprocessError(f"the image is {size}; the limit is {max_pixels:,} (a 40-megapixel photo): "
+                           "send a smaller image", "too_many_pixels")
+
+
+def _open(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     _register_heif()
     with warnings.catch_warnings():
         # Our own pixel limit is stricter than Pillow's warning; its hard limit is an error below.
@@ -221,12 +232,12 @@ def _open(data: bytes) -> Image.Image:
         except UnidentifiedImageError:
             raise PreprocessError(f"not an image in a supported format ({FORMAT_NAMES})", "unsupported") from None
         except Image.DecompressionBombError as e:
-            raise PreprocessError(f"refused: {e}", "too_many_pixels") from None
+            raise _too_many(e, max_pixels) from None
         except Exception as e:  # noqa: BLE001  decoders raise many kinds on broken files
             raise PreprocessError(f"damaged image header: {first_line(e)}") from None
 
 
-def _load(im: Image.Image, fmt: str | None, max_decoded: int) -> Image.Image:
+def _load(im: Image.Image, fmt: str | None, max_decoded: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode the pixels within the budget and return them shrunk (see _reduce)."""
     need = decoded_bytes(im)
     if need > max_decoded:
@@ -239,7 +250,7 @@ def _load(im: Image.Image, fmt: str | None, max_decoded: int) -> Image.Image:
         try:
             im.load()
         except Image.DecompressionBombError as e:
-            raise PreprocessError(f"refused: {e}", "too_many_pixels") from None
+            raise _too_many(e, max_pixels) from None
         except Exception as e:  # noqa: BLE001  OSError, SyntaxError, struct.error, ...
             raise PreprocessError(f"the {fmt} data is damaged or truncated: {first_line(e)}") from None
         try:
@@ -248,29 +259,72 @@ def _load(im: Image.Image, fmt: str | None, max_decoded: int) -> Image.Image:
             raise PreprocessError(f"the {fmt} data is damaged or truncated: {first_line(e)}") from None
 
 
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """An image decoded once: everything after it (the ink finder, the model, the explanation, the
+    preview) works on this one object. `image` is the first frame, upright, loaded and shrunk to
+    at most WORK_SIZE a side; `size` is the original's (width, height) once upright, the size
+    every box given to users is measured in."""
+
+    image: Image.Image
+    format: str | None  # PNG, JPEG, ... (None for a PIL image passed in directly)
+    size: tuple[int, int]
+
+    @property
+    def scale(self) -> float:
+        """Original pixels per pixel of `image` (1 for an image that was not shrunk)."""
+        return self.size[0] / self.image.size[0]
+
+    @cached_property
+    def pixels(self) -> np.ndarray:
+        """to_pixels(image): (H, W) or (H, W, 3) float32 in [0, 1]; PreprocessError for a mode
+        that cannot be converted or a lazily decoded, broken frame."""
+        try:
+            return to_pixels(self.image)
+        except Exception as e:  # noqa: BLE001  an odd mode or a broken frame
+            raise PreprocessError(f"cannot convert the {self.image.mode} image: {first_line(e)}") from None
+
+    def gray(self, max_side: int = WORK_SIZE) -> np.ndarray:
+        """(H, W) float32 luminance in [0, 1], block-averaged to at most `max_side` a side (the
+        ink of one character is found as well at a third of a megapixel; a line of them at WORK_SIZE)."""
+        gray = luminance(self.pixels)
+        f = -(-max(gray.shape) // max_side)
+        return mean_pool(gray, f) if f > 1 else gray
+
+
+def mean_pool(a: np.ndarray, f: int) -> np.ndarray:
+    """The mean of f x f blocks, the partial blocks at the right and bottom edges included."""
+    h, w = a.shape
+    p = np.pad(a, ((0, -h % f), (0, -w % f)), mode="edge")
+    return p.reshape(p.shape[0] // f, f, p.shape[1] // f, f).mean(axis=(1, 3)).astype(np.float32)
+
+
 def decode(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
-           max_decoded: int = MAX_DECODED) -> tuple[Image.Image, str | None, float]:
-    """Bytes, a path or a PIL image -> (the first frame, upright, loaded and shrunk to at most
-    WORK_SIZE a side; its format; how many times smaller than the file it now is)."""
+           max_decoded: int = MAX_DECODED) -> Decoded:
+    """Bytes, a path, a PIL image or a Decoded (returned as it is) -> Decoded: the first frame,
+    upright, loaded and shrunk to at most WORK_SIZE a side, with its format and original size."""
+    if isinstance(source, Decoded):
+        return source
     if isinstance(source, Image.Image):
         im, fmt = source, source.format
         _check_pixels(im, max_pixels)
         full, orientation = im.size, _orientation(im)
         im = _reduce(im)
     else:
-        im = _open(_read_bytes(source, max_bytes))
+        im = _open(_read_bytes(source, max_bytes), max_pixels)
         fmt = im.format
         _check_pixels(im, max_pixels)
         full, orientation = im.size, _orientation(im)
         if fmt in ("JPEG", "MPO"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result is still big enough.
             im.draft(im.mode, (DRAFT, DRAFT))
-        im = _load(im, fmt, max_decoded)
+        im = _load(im, fmt, max_decoded, max_pixels)
     _check_pixels(im, max_pixels)
-    shrunk = full[0] / im.size[0]
     if orientation in UPRIGHT:
         im = im.transpose(UPRIGHT[orientation])
-    return im, fmt, shrunk
+        if orientation >= 5:  # a quarter turn: width and height swap
+            full = full[::-1]
+    return Decoded(im, fmt, full)
 
 
 def _orientation(im: Image.Image) -> int:

@@ -8,7 +8,7 @@ ONNX Runtime, without torch.
 
     strip    a line's ink (from the ink map) -> the model's input: the ink's box scaled to
              INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right
-    decode   per-frame probabilities -> characters: label, all probabilities (the blank left
+    greedy   per-frame probabilities -> characters: label, all probabilities (the blank left
              out), and the frame each one was read at; decode_counts: the best reading with
              exactly k characters, for every k (where the caller knows how many there are)
     spans    the strip columns each character covers, for its box
@@ -26,7 +26,7 @@ from PIL import Image
 from ..errors import CheckpointError
 from .onnxrun import session
 from .predictor import softmax
-from .preprocess import EDGE, MIN_STROKE, STROKE, dilate, stroke_width
+from ..ink import EDGE, PREPARATION, box_stroke, dilate
 
 HEIGHT = 32  # the strip's height
 INK_HEIGHT = 24  # the line's ink box, scaled to this height (its digits about 20 px high, as in MNIST)
@@ -45,8 +45,8 @@ def strip(ink: np.ndarray) -> tuple[np.ndarray, float, int]:
         return np.zeros((HEIGHT, 2 * PAD), np.float32), 1.0, 0
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     k = INK_HEIGHT / (bottom - top)
-    width = stroke_width(ink, (left, top, right, bottom))
-    r = int(np.ceil((STROKE / k - width) / 2)) if width * k < MIN_STROKE else 0
+    width = box_stroke(ink, (left, top, right, bottom))
+    r = int(np.ceil((PREPARATION.stroke / k - width) / 2)) if width * k < PREPARATION.min_stroke else 0
     top, bottom, left, right = max(top - r, 0), min(bottom + r, ink.shape[0]), max(left - r, 0), min(right + r, ink.shape[1])
     crop = dilate(ink[top:bottom, left:right].astype(np.float32), r)
     k = INK_HEIGHT / (bottom - top)
@@ -68,7 +68,7 @@ class Read:
     frame: int  # the frame it was read at (its most certain); the strip's columns frame * STRIDE on
 
 
-def decode(frames: np.ndarray) -> list[Read]:
+def greedy(frames: np.ndarray) -> list[Read]:
     """Greedy CTC decoding of (T, C + 1) frame probabilities (blank last): each run of frames
     whose best is one class is one character, read at its most certain frame."""
     return _runs(frames, frames.argmax(1))
@@ -176,5 +176,10 @@ class LineModel:
         logits = self.session.run(None, {self.session.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
         return softmax(logits.T)  # (T, C + 1)
 
+    def frames_batch(self, xs: np.ndarray) -> np.ndarray:
+        """(N, HEIGHT, W) strips of one width -> (N, W / STRIDE, C + 1) probabilities per frame."""
+        logits = self.session.run(None, {self.session.get_inputs()[0].name: xs[:, None].astype(np.float32)})[0]
+        return softmax(logits.transpose(0, 2, 1).reshape(-1, logits.shape[1])).reshape(len(xs), -1, logits.shape[1])
+
     def __call__(self, x: np.ndarray) -> list[Read]:
-        return decode(self.frames(x))
+        return greedy(self.frames(x))

@@ -137,12 +137,14 @@ class Predictor:
         return softmax(self._model(self.card.normalise(x)) / self.card.temperature)
 
     def predict(self, images, top_k: int | None = None) -> list[Answer]:
-        """Answers for a batch of (28, 28) images: label, status, confidence, all probabilities, top-k."""
-        blank = [not np.asarray(im).any() for im in images]
-        return answers(self.probabilities(images), self.classes, self.card.threshold, top_k, blank)
+        """Answers for a batch of (28, 28) uint8 images or of what preprocess() returned (Preprocessed):
+        label, status, confidence, all probabilities, top-k."""
+        arrays = [im.image if isinstance(im, Preprocessed) else np.asarray(im) for im in images]
+        blank = [not a.any() for a in arrays]
+        return answers(self.probabilities(arrays), self.classes, self.card.threshold, top_k, blank)
 
     def predict_image(self, source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                       top_k: int | None = None) -> tuple[Answer, Preprocessed]:
-        """Any image -> (answer, the preprocessed input). Raises PreprocessError."""
+        """Any image -> (answer, the preprocessed input, which holds the one decode). Raises PreprocessError."""
         pre = preprocess(source, max_bytes, max_pixels)
-        return self.predict([pre.image], top_k)[0], pre
+        return self.predict([pre], top_k)[0], pre

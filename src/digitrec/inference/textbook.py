@@ -14,16 +14,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .decode import MAX_BYTES, MAX_PIXELS, decode, luminance, to_pixels
+from .decode import MAX_BYTES, MAX_PIXELS, decode
 
 THRESHOLD = 0.2  # ink is what differs from the paper by at least this share of the strongest ink
 BOX, SIZE = 20, 28
 
 
 def textbook(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Any image -> (28, 28) uint8, white ink on black (all zeros where no ink stands out)."""
-    im, _, _ = decode(source, max_bytes, max_pixels)
-    gray = luminance(to_pixels(im)).astype(np.float32)
+    """Any image (bytes, a path, a PIL image or a Decoded) -> (28, 28) uint8, white ink on black (all zeros where no ink stands out)."""
+    gray = decode(source, max_bytes, max_pixels).gray()
     paper = float(np.median(gray))
     ink = paper - gray if paper > 0.5 else gray - paper  # dark ink on light paper, or light on dark
     ink = np.clip(ink / max(float(ink.max()), 1e-6), 0.0, 1.0)

@@ -221,12 +221,12 @@ def _image_info(pre) -> dict:
     return {"width": pre.size[0], "height": pre.size[1], "format": pre.format, "inverted": pre.inverted, "box": pre.box}
 
 
-def _explanation(predictor, image: bytes, pre, answer) -> dict | None:
-    """What the answer rests on, and why not the runner-up, as base64 PNGs (inference/explain.py)."""
-    from ..inference.decode import decode
+def _explanation(predictor, pre, answer) -> dict | None:
+    """What the answer rests on, and why not the runner-up, as base64 PNGs (inference/explain.py),
+    drawn on the image's one decode."""
     from ..inference.explain import explain_answer
 
-    got = explain_answer(decode(image)[0], pre.image, pre.box, answer, predictor)
+    got = explain_answer(pre, answer, predictor)
     return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in got.items()} or None
 
 
@@ -245,7 +245,7 @@ def _predict_route(app, predictor, queue: ImageQueue, max_pixels: int) -> None:
 
         def work(image: bytes):
             answer, pre = predictor.predict_image(image, queue.max_upload, max_pixels, top_k)
-            return answer, pre, (_explanation(predictor, image, pre, answer) if explain else None)
+            return answer, pre, (_explanation(predictor, pre, answer) if explain else None)
 
         answer, pre, explanation = await queue.run(request, work)
         out = {**answer.to_json(), "classes": predictor.classes, "input": _image_info(pre)}
@@ -262,7 +262,8 @@ def _read_route(app, predictor, queue: ImageQueue, max_pixels: int, limits) -> N
 
     from ..errors import UserError
     from ..inference.expect import MAX_DIGITS, MAX_PATTERN, expect
-    from ..inference.reader import Limits, read
+    from ..inference.find import Limits
+    from ..inference.reader import read
 
     limits = limits or Limits()
 
@@ -316,15 +317,15 @@ def _keep(predictor, collect, image: bytes, label: str, is_input: bool, original
     import numpy as np
 
     from ..corrections import CorrectionsFull
-    from ..inference.decode import decode, luminance, to_pixels
+    from ..inference.decode import decode
     from ..inference.preprocess import preprocess
 
     if is_input:
-        im = decode(image, max_upload, max_pixels)[0]
-        if im.size != (28, 28):
-            raise ApiError(422, f"input=1 takes the 28x28 model input (an answer's `preview`), not a {im.size[0]}x"
-                                f"{im.size[1]} image; send the photo or drawing without input=1")
-        x = np.round(luminance(to_pixels(im)) * 255).astype(np.uint8)
+        decoded = decode(image, max_upload, max_pixels)
+        if decoded.size != (28, 28):
+            raise ApiError(422, f"input=1 takes the 28x28 model input (an answer's `preview`), not a "
+                                f"{decoded.size[0]}x{decoded.size[1]} image; send the photo or drawing without input=1")
+        x = np.round(decoded.gray() * 255).astype(np.uint8)
     else:
         pre = preprocess(image, max_upload, max_pixels)
         if pre.blank:

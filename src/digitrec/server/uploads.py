@@ -186,10 +186,11 @@ async def image_from_request(request, body: bytes) -> bytes:
     return body
 
 
-def within_budget(work: Callable[[bytes], T], image: bytes) -> T:
-    """work(image), holding the image's whole cost (decoding and analysis) in the process-wide
-    budget of inference/decode.py, so that all requests together stay within it."""
-    with BUDGET.hold(decoded_cost(image)):
+def within_budget(work: Callable[[bytes], T], image: bytes, cost: int | None = None) -> T:
+    """work(image), holding the image's whole cost (decoding and analysis: `cost`, read from its
+    header when not given) in the process-wide budget of inference/decode.py, so that all
+    requests together stay within it."""
+    with BUDGET.hold(decoded_cost(image) if cost is None else cost):
         return work(image)
 
 
@@ -213,7 +214,8 @@ class ImageQueue:
             # A body in memory is looked at now, to queue it by what it costs to decode; one
             # that went to disk (the memory for bodies was full) is big: it waits with the heavy.
             image = None if body.on_disk else await image_from_request(request, body.read())
-            heavy = image is None or await run_in_threadpool(decoded_cost, image) > LIGHT_BYTES
+            cost = None if image is None else await run_in_threadpool(decoded_cost, image)  # once: queue and budget
+            heavy = cost is None or cost > LIGHT_BYTES
             gate = self.gates["heavy" if heavy else "light"]
             try:
                 await asyncio.wait_for(gate.acquire(), QUEUE_SECONDS)
@@ -222,7 +224,7 @@ class ImageQueue:
             try:
                 if image is None:
                     image = await image_from_request(request, await run_in_threadpool(body.read))
-                return await run_in_threadpool(within_budget, work, image)
+                return await run_in_threadpool(within_budget, work, image, cost)
             finally:
                 gate.release()
         finally:

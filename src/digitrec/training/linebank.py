@@ -26,7 +26,7 @@ import numpy as np
 from ..util import atomic_write
 
 PART = 500  # lines per cached part
-CODE = ("scenes.py", "inference/preprocess.py", "inference/decode.py", "inference/reader.py",
+CODE = ("scenes.py", "ink.py", "inference/decode.py", "inference/find.py", "inference/lineread.py",
         "inference/linemodel.py", "training/renders.py", "training/linebank.py")
 # The conditions lines are drawn from, with weights: low resolution (a line scanned 10 to 16 px
 # high, as its digits are) weighs most, hairlines next. Not soft_gray (its blur, sized for one
@@ -43,7 +43,7 @@ def render_one(task: tuple[np.ndarray, str, tuple[float, float], int, int]) -> n
     strip the reader prepares of that line rendered that way; None where it finds no ink."""
     from .. import scenes
     from ..errors import PreprocessError
-    from ..inference.reader import one_line_strip
+    from ..inference.lineread import one_line_strip
     from .renders import LOWRES
 
     digits, name, gap, seed, i = task

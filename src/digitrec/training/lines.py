@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from ..inference.linemodel import HEIGHT, META_KEY, STRIDE, LineModel, decode, strip
-from ..inference.preprocess import dilate
+from ..inference.linemodel import HEIGHT, META_KEY, STRIDE, LineModel, greedy, strip
+from ..ink import dilate
 from ..models import conv_bn, count_parameters
 from .config import LineConfig
 from ..util import atomic_write, say, write_json
@@ -122,7 +122,7 @@ def read_strips(model: nn.Module, strips: list[np.ndarray], classes: list[str]) 
     with torch.no_grad():
         for s in strips:
             frames = model(torch.from_numpy(s)[None, None]).softmax(1)[0].T.numpy()
-            chars = decode(frames)
+            chars = greedy(frames)
             out.append(("".join(classes[c.index] for c in chars),
                         min((float(c.probabilities.max()) for c in chars), default=1.0)))
     model.train()

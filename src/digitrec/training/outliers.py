@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..inference.preprocess import fit, thicken
+from ..ink import fit, thicken
 
 KINDS = ("pair", "shape")
 

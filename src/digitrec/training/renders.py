@@ -43,7 +43,7 @@ LOWRES = replace(scenes.CONDITIONS["lowres_8"], name="lowres_6_16",
 MIX: dict[str, float] = {"lowres_6_16": 4.0, "soft_gray": 1.0, "faint_pencil": 1.0, "very_thick": 1.0,
                          "very_thin": 1.0, "phone_shadow": 1.0, "dark_table": 1.0, "frame_box": 1.0,
                          "lined_paper": 1.0, "speckle": 1.0, "jpeg_low": 1.0, "clean_paper": 1.0}
-CODE = ("scenes.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
+CODE = ("scenes.py", "ink.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
 
 
 def condition(name: str) -> scenes.Condition:
