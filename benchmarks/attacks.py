@@ -1,5 +1,5 @@
 """The attacks of issue 13, each run once against a real `digitrec serve` and the real CLI on
-loopback, with what happened: the before/after table of docs/notes/issue13-server.md; and
+loopback, with what happened: the before/after table of docs/notes/server-limits.md; and
 issue 23's images that cost a reader far more than a number does (`--only read`: 1,600 short
 strokes, a field of random dots, 150 lines of strokes, three dot fields at once beside a
 one-digit /api/predict, and the costliest image the default limits let through).

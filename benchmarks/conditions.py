@@ -27,7 +27,7 @@ Every choice in preprocessing (thresholds, filter sizes) was made on `--split va
 renders of the 5,000 validation images of the MNIST training set (`split_indices(60000,
 5000, 0)[1]`, which the shipped model did not train on), never on test digits. The record of
 what was tried and the validation numbers behind each choice is in
-docs/notes/issue12-preprocessing.md.
+docs/notes/preprocessing.md.
 """
 
 from __future__ import annotations

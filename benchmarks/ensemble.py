@@ -10,7 +10,7 @@ validation and test probabilities are computed once (cached in its folder as pro
 
 The recipe is chosen on validation alone: the highest mean validation accuracy of its three
 ensembles (ties: fewer members). Test accuracy is printed beside it for the record; the
-README reports the chosen row. A greedy selection of kinds on validation is printed too, as a
+docs/results.md reports the chosen row. A greedy selection of kinds on validation is printed too, as a
 check that the declared recipes did not miss a better one.
 """
 

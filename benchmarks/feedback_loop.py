@@ -1,7 +1,7 @@
 """The correction loop: a writer whose style MNIST under-represents corrects the model's mistakes,
 and `digitrec finetune` learns from 10, 20, 50 and 100 of those corrections.
 
-    python benchmarks/feedback_loop.py                  # the README's table (held out: test digits)
+    python benchmarks/feedback_loop.py                  # docs/results.md's table (held out: test digits)
     python benchmarks/feedback_loop.py --split val      # what the fine-tuning options were chosen on
 
 The writer: every digit written with a strong slant (shear 0.5) and a thick marker (strokes

@@ -37,7 +37,7 @@ Measured 2026-11-24 after issue 13 (same machine; --max-upload 20 MB; `--request
 --worst-case`): digits p99 1,092 ms at 80 req/s; during 64 idle + 64 slow connections for 60 s,
 canvas PNGs all 200 with p99 41.5 ms for one client, 125 ms for four back to back (CPU-bound);
 8 worst-case images at once in any format: server peak 376-576 MiB, 579 MiB over the whole run
-(main: 3,548 MiB for eight 16-bit PNGs). Tables: docs/notes/issue13-server.md. The server is CPU-bound on
+(main: 3,548 MiB for eight 16-bit PNGs). Tables: docs/notes/server-limits.md. The server is CPU-bound on
 preprocessing (about 8 ms a digit, 2-3 s a 12 MP photo); the model is not the bottleneck.
 """
 

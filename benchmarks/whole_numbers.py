@@ -1,7 +1,7 @@
 """Whole numbers: lines of 1 to 10 MNIST digits rendered as a photo or scan would show them,
 read by `digitrec read --json` (the path a user takes), scored against the digits written.
 
-    python benchmarks/whole_numbers.py                      # test digits: the table for the README
+    python benchmarks/whole_numbers.py                      # test digits: the table in docs/results.md
     python benchmarks/whole_numbers.py --split val --n 100  # validation digits: what choices are made on
     python benchmarks/whole_numbers.py --table conditions --n 50 --lengths 3-6 \
         --conditions clean_paper,very_thin,very_thick,lowres_12,lowres_16,phone_shadow,lined_paper

@@ -56,7 +56,7 @@ def test_a_page_with_nothing_written_is_blank(condition, seed):
 def test_a_photographed_page_with_only_light_and_shadow_on_it_is_mostly_blank():
     """A phone photo's falling light, shadow, colour cast, noise and JPEG: the shadow's soft
     edge can still leave a dark wisp that passes for ink (17 of these 20 are blank today; the
-    README's conditions table gives the rate over many)."""
+    conditions table of docs/results.md gives the rate over many)."""
     blank = [preprocess(scenes.render_glyph(np.zeros((28, 28), np.float32), "phone_shadow",
                                             np.random.default_rng(seed))[0]).blank for seed in range(20)]
     assert sum(blank) >= 16

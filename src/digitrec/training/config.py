@@ -163,7 +163,7 @@ RECIPES: dict[str, dict] = {
     # The shipped model: `best`, trained also on what preprocess() makes of real-world inputs
     # (half of each batch: training/renders.py) and on shapes that are no digit (an eighth more,
     # pushed towards equal probabilities). The share was chosen on validation renders
-    # (docs/notes/issue22-real-world.md; 3-epoch probes, 150 digits per condition): 0 / 0.25 / 0.5
+    # (docs/notes/real-world-training.md; 3-epoch probes, 150 digits per condition): 0 / 0.25 / 0.5
     # gave a conditions mean of 95.9 / 97.8 / 98.1% and 8x8 scans 83.3 / 93.3 / 95.3%, at
     # 99.40 / 99.24 / 99.22% validation accuracy.
     "realworld": dict(model="deep", model_args={"width": 48}, augment=True, epochs=15, batch_size=128,
