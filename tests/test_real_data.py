@@ -178,9 +178,9 @@ def test_damaged_file_is_refused_in_words_and_kept(tiny_usps):
     with pytest.raises(DataError) as e:
         real.load_usps("test", tiny_usps)
     msg = str(e.value)
-    assert "could not fetch usps: zip.test.gz is missing or damaged" in msg
-    assert "no network in tests (http://127.0.0.1:9/zip.test.gz)" in msg
-    assert f"put it in {tiny_usps / 'usps'}/" in msg and REAL_SETS["usps"].files["test"].sha256 in msg
+    assert "could not fetch usps: zip.test.gz missing or damaged" in msg and "zip.train.gz" not in msg
+    assert "http://127.0.0.1:9/zip.test.gz: no network in tests" in msg
+    assert f"put them in {tiny_usps / 'usps'}/" in msg and REAL_SETS["usps"].files["test"].sha256 in msg
     assert path.read_bytes() == bytes(blob)  # nothing the user put there is lost
 
 
@@ -196,14 +196,30 @@ def test_download_is_checked_and_atomic(tmp_path, monkeypatch):
         return folder / fname
 
     monkeypatch.setattr(data, "_download", fake_download)
+    (tmp_path / "semeion").mkdir()
+    (tmp_path / "semeion" / "semeion.data").write_bytes(b"a damaged copy")
     with pytest.raises(DataError, match=r"127.0.0.1:9/semeion.data is not the published file \(its records differ"):
         fetch_real(spec, tmp_path)
-    assert not (tmp_path / "semeion" / "semeion.data").exists()
-    assert [p.name for p in (tmp_path / "semeion").iterdir() if not p.name.startswith(".download")] == []
+    assert (tmp_path / "semeion" / "semeion.data").read_bytes() == b"a damaged copy"  # replaced only by a good one
+    assert sorted(p.name for p in (tmp_path / "semeion").iterdir()) == ["semeion.data"]  # no partial file left
     served["body"] = good
     assert fetch_real(spec, tmp_path) == tmp_path / "semeion"
     assert (tmp_path / "semeion" / "semeion.data").read_bytes() == good
     assert sorted(p.name for p in (tmp_path / "semeion").iterdir()) == ["semeion.data"]
+
+
+def test_unreachable_site_is_said_in_words(tmp_path, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise OSError("HTTPSConnectionPool(host='x', port=443): Max retries exceeded (Caused by NameResolutionError)")
+
+    monkeypatch.setattr(data, "_download", offline)
+    with pytest.raises(DataError) as e:
+        fetch_real("usps", tmp_path)
+    msg = str(e.value)
+    assert "zip.train.gz, zip.test.gz missing" in msg and "Max retries" not in msg
+    assert msg.count("unreachable (no network connection, or the site is down)") == 4  # two files, two sites each
+    assert "https://hastie.su.domains/ElemStatLearn/datasets/zip.test.gz  (SHA-256 8dacc3c6" in msg
+    assert sorted(p.name for p in (tmp_path / "usps").iterdir()) == []
 
 
 def test_users_folder_is_tried_first(tmp_path):

@@ -361,6 +361,33 @@ def _raw_candidates(rf: RawFile, source: Path | None, staging: Path) -> Iterator
         yield url, write
 
 
+def _why(e: Exception) -> str:
+    """A failed candidate's reason in one line; an unreachable site said so in words."""
+    text = (str(e).splitlines() or [type(e).__name__])[0]
+    if any(k in text for k in ("NameResolution", "Max retries", "Connection refused", "timed out", "Failed to establish")):
+        return "unreachable (no network connection, or the site is down)"
+    return text[:160]
+
+
+def _fetch_one(rf: RawFile, fmt: str, dest: Path, source: Path | None) -> list[str]:
+    """`rf` into dest/, from the first candidate that is genuine: each is written whole into
+    dest/.download/ first and checked there, so a file in dest/ is only ever replaced by a
+    genuine one. Returns what was tried, and why it failed; empty when it is in place."""
+    staging, tried = dest / ".download", []
+    for where, write in _raw_candidates(rf, source, staging):
+        try:
+            atomic_write(staging / (rf.name + ".part"), write)
+        except Exception as e:  # noqa: BLE001  network, HTTP, a missing file: a problem to report
+            tried.append(f"{where}: {_why(e)}")
+            continue
+        bad = check_raw(staging / (rf.name + ".part"), rf, fmt)
+        if bad is None:
+            os.replace(staging / (rf.name + ".part"), dest / rf.name)
+            return []
+        tried.append(f"{where} is {bad}")
+    return tried or ["(no source)"]
+
+
 def fetch_real(name_or_spec: str | RealSet, data_dir: Path | str | None = None,
                source: Path | str | None = None) -> Path:
     """Make sure a real digit set's files are on disk and genuine; returns their folder,
@@ -369,32 +396,26 @@ def fetch_real(name_or_spec: str | RealSet, data_dir: Path | str | None = None,
     dest = Path(data_dir or default_data_dir()) / spec.name
     if source is not None and not Path(source).is_dir():
         raise DataError(f"{source} is not a folder; give the folder that holds {spec.name}'s files")
-    tried: list[str] = []
+    failed: dict[str, list[str]] = {}
     for rf in spec.files.values():
         bad = check_raw(dest / rf.name, rf, spec.format)
         if bad is None:
             continue
         if bad != "missing":
             say(f"{dest / rf.name} is {bad}; fetching it again")
-        for where, write in _raw_candidates(rf, Path(source) if source is not None else None, dest / ".download"):
-            try:
-                atomic_write(dest / rf.name, write)
-            except Exception as e:  # noqa: BLE001  network, HTTP, a missing file: a problem to report
-                tried.append(f"{where}: {(str(e).splitlines() or [type(e).__name__])[0][:160]}")
-                continue
-            bad = check_raw(dest / rf.name, rf, spec.format)
-            if bad is None:
-                break
-            (dest / rf.name).unlink()
-            tried.append(f"{where} is {bad}")
-        else:
-            raise DataError(_real_failed(spec, rf, dest, tried))
+        tried = _fetch_one(rf, spec.format, dest, Path(source) if source is not None else None)
+        if tried:
+            failed[rf.name] = tried
     shutil.rmtree(dest / ".download", ignore_errors=True)
+    if failed:
+        raise DataError(_real_failed(spec, failed, dest))
     return dest
 
 
-def _real_failed(spec: RealSet, rf: RawFile, dest: Path, tried: list[str]) -> str:
-    return (f"could not fetch {spec.name}: {rf.name} is missing or damaged after trying every source:\n  "
-            + "\n  ".join(tried or ["(none)"]) + "\n"
-            f"To place it by hand, download {rf.urls[0]} (SHA-256 {rf.sha256}) and put it in {dest}/, "
-            f"or set DIGITREC_DATA to a folder holding {spec.name}/{rf.name}.")
+def _real_failed(spec: RealSet, failed: dict[str, list[str]], dest: Path) -> str:
+    files = {rf.name: rf for rf in spec.files.values()}
+    tried = "".join(f"\n  {name}:" + "".join(f"\n    {t}" for t in ts) for name, ts in failed.items())
+    how = "".join(f"\n  {files[n].urls[0]}  (SHA-256 {files[n].sha256})" for n in failed)
+    return (f"could not fetch {spec.name}: {', '.join(failed)} missing or damaged after trying every source:"
+            f"{tried}\nTo place them by hand, download{how}\nand put them in {dest}/ "
+            f"(or set DIGITREC_DATA to a folder holding {spec.name}/).")
