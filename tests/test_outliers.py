@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from digitrec.training import outliers
@@ -35,3 +36,28 @@ def test_training_with_outliers_makes_the_model_doubt_them(synth_dir, tmp_path):
         p = Predictor(tmp_path / str(share) / "last.pt")
         confidence[share] = float(p.probabilities(list(shapes.numpy())).max(1).mean())
     assert confidence[0.5] < confidence[0.0] - 0.1, confidence
+
+
+def test_the_bank_holds_doodles_drawn_like_its_other_shapes(monkeypatch):
+    from digitrec.doodles import DOODLES, UPPER, doodle
+
+    assert not set("OISZBG") & set(UPPER), "letters a hand makes look like digits stay out"
+    rng = np.random.default_rng(0)
+    for kind in DOODLES:
+        g = doodle(kind, rng, field=56)
+        assert g.shape == (56, 56) and g.dtype == np.float32 and 0 <= g.min() and g.max() <= 1
+        ys, xs = np.nonzero(g > 0.5)
+        assert max(np.ptp(ys), np.ptp(xs)) + 1 == pytest.approx(40, abs=3), f"{kind} fills 20/28 of the field"
+        x = outliers.model_input(g)
+        assert x.shape == (28, 28) and x.dtype == np.uint8 and x.max() >= 128
+    first = [doodle(k, np.random.default_rng(7), 56) for k in DOODLES]
+    assert all(np.array_equal(a, doodle(k, np.random.default_rng(7), 56)) for a, k in zip(first, DOODLES))
+    with pytest.raises(ValueError, match="unknown doodle"):
+        doodle("teapot", rng)
+    import digitrec.doodles
+
+    drawn = []
+    monkeypatch.setattr(digitrec.doodles, "doodle", lambda kind, rng, field: drawn.append(kind) or doodle(kind, rng, field))
+    shapes = [outliers.shape(np.random.default_rng(s)) for s in range(130)]
+    assert set(drawn) == set(DOODLES) and 40 <= len(drawn) <= 100, "the bank draws every doodle, 7 of 13 kinds"
+    assert all(x is not None for x in shapes)

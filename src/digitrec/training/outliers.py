@@ -10,7 +10,8 @@ a bad one (reading them as one) by how confidently the model reads the result.
 The bank holds, as 28x28 model inputs made the way preprocessing makes them:
     pair       two training digits side by side, touching or overlapping, as one shape
     shape      a dot, blob, frame, scribble, or a letter that resembles no digit, in a font or
-               by hand (scenes.non_digit)
+               by hand (scenes.non_digit); or a doodle: a smiley, heart, star, arrow, letter,
+               tick or cross (doodles.doodle), each shape kind drawn equally often
 Only training-split digits are used; the validation split stays unseen. Slices of digits were
 tried too, and left out: too many of them are digits (a slice of a 7 is a 1, of a 9 a 7), and
 the model learned to doubt those (validation: 65% -> 15% of such slices answered `ok`, but
@@ -57,9 +58,13 @@ def pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray |
 
 
 def shape(rng: np.random.Generator) -> np.ndarray | None:
+    from ..doodles import DOODLES, doodle
     from ..scenes import NON_DIGITS, non_digit
 
-    return model_input(non_digit(NON_DIGITS[rng.integers(len(NON_DIGITS))], rng, field=56))
+    k = int(rng.integers(len(NON_DIGITS) + len(DOODLES)))
+    if k < len(NON_DIGITS):
+        return model_input(non_digit(NON_DIGITS[k], rng, field=56))
+    return model_input(doodle(DOODLES[k - len(NON_DIGITS)], rng, field=56))
 
 
 def bank(digits: torch.Tensor, n: int, seed: int) -> torch.Tensor:
