@@ -33,7 +33,7 @@ def _explain(path: Path, pre, answer, predictor) -> tuple[dict, str | None]:
     from ..inference.decode import decode
     from ..inference.explain import explanation_picture
 
-    if answer.status == "blank":
+    if answer.label is None:  # blank, or not a digit: nothing to explain
         return {}, None
     return write_beside(path, EXPLAIN_SUFFIX, "explanation",
                         lambda: explanation_picture(decode(path)[0], pre.image, pre.box, answer, predictor))

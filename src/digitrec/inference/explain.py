@@ -179,7 +179,7 @@ def explain_answer(original: Image.Image, image: np.ndarray, box, answer, predic
     """Saliency of an answer's label and of the runner-up: {label, runner_up, input_png (the
     28x28 input, for the label), runner_up_png, image_png (over the original image)} with PNG bytes."""
     classes = [predictor.classes.index(t["label"]) for t in answer.top[:2]] if answer.top else []
-    if answer.status == "blank" or not classes:
+    if answer.label is None or not classes:  # blank, or not a digit: nothing to explain
         return {}
     if len(classes) == 1:
         classes.append(classes[0])

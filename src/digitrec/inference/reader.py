@@ -156,7 +156,8 @@ class Reading:
         """One line for people: the text (lines joined by " / "), its status and confidence."""
         if self.status == "blank":
             return "blank (no ink found)"
-        doubts = [f"{c.answer.label} at {i + 1}" for i, c in enumerate(self.characters) if c.answer.status != "ok"]
+        doubts = [f"{c.answer.label or 'not a digit'} at {i + 1}" for i, c in enumerate(self.characters)
+                  if c.answer.status != "ok"]
         doubts += [self.reason] if self.reason else []
         flag = f"  [unsure: {', '.join(doubts)}]" if self.status == "unsure" else ""
         return f"{self.text.replace(chr(10), ' / ')}  ({100 * self.confidence:.1f}%){flag}"
