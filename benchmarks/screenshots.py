@@ -2,7 +2,9 @@
 Debian's headless Chromium: docs/canvas.png (a digit drawn with the mouse, the answer explained
 with the runner-up, and the correction control of `serve --collect`), docs/upload.png (a photo
 of a handwritten digit, with the box of ink the model read) and docs/number.png (number mode:
-a whole number written along the wide pad, its digits touching, a box and label per digit).
+a whole number written along the wide pad, its digits touching, a box and label per digit, and
+a correction control per digit), and the same at a phone's width (390 x 844): docs/phone.png (a
+digit drawn with a finger) and docs/phone-number.png.
 
     python benchmarks/screenshots.py [--out docs]
 """
@@ -70,6 +72,33 @@ def wait(page, attr: str, value: str, seconds: float = 20) -> None:
         page.wait_for_timeout(50)
 
 
+def settle(page) -> None:
+    page.wait_for_timeout(600)
+    wait(page, "data-pending", "0")
+    page.wait_for_timeout(300)
+
+
+def phone(browser, base: str, out: Path) -> None:
+    """The page at a phone's width: a digit, then a number, drawn with a finger."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    page = context.new_page()
+    page.goto(base + "/")
+    wait(page, "data-ready", "1")
+    draw(page, THREE, 280)
+    settle(page)
+    print("phone:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
+    page.screenshot(path=str(out / "phone.png"), full_page=True)
+    page.click("#clear")
+    page.click("#kind-number")
+    for k, digit in enumerate("2026"):
+        draw(page, [[(120 + 160 * k + 80 * x, 50 + 180 * y) for x, y in stroke] for stroke in NUMBER[digit]], 840)
+    settle(page)
+    print("phone number:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
+    page.screenshot(path=str(out / "phone-number.png"), full_page=True)
+    context.close()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
@@ -111,8 +140,10 @@ def main(argv=None) -> int:
         page.wait_for_timeout(300)
         print("number:", page.inner_text("#label"), page.inner_text("#detail"), file=sys.stderr)
         page.screenshot(path=str(args.out / "number.png"), full_page=True)
+        phone(browser, base, args.out)
         browser.close()
-    print(f"wrote canvas.png, upload.png and number.png in {args.out} ({health['checkpoint']}, "
+    print(f"wrote canvas.png, upload.png, number.png, phone.png and phone-number.png in {args.out} "
+          f"({health['checkpoint']}, "
           f"{health.get('test_accuracy')})")
     return 0
 

@@ -21,7 +21,7 @@ from digitrec.cli.main import main
 from digitrec.cli.files import find_images
 from digitrec.cli.predict import ascii_art
 from digitrec.inference.backends import resolve_backend
-from digitrec.inference.predictor import Predictor, unsure_reason
+from digitrec.inference.predictor import FLAT, Predictor, answers, unsure_reason
 from digitrec.inference.preprocess import preprocess
 from synth import render
 
@@ -85,7 +85,7 @@ def test_answers_carry_all_probabilities_label_and_status(predictor):
         assert a.status == ("ok" if a.confidence >= predictor.threshold else "unsure")
     blank = answers[-1]
     assert blank.status == "blank" and blank.label is None and blank.confidence is None
-    assert len(blank.probabilities) == len(predictor.classes)
+    assert blank.probabilities == {} and blank.top == [], "a blank page has no probabilities to show"
 
 
 def test_unsure_below_the_threshold(predictor, monkeypatch):
@@ -339,3 +339,85 @@ def test_every_answer_says_why_it_is_not_ok_in_every_format(predictor, folder, c
     assert json.loads(out.splitlines()[0])["reason"] == blank.reason
     code, out, _ = run(capsys, folder / "sub" / "blank.png", "--checkpoint", ckpt, "--csv")
     assert next(csv.DictReader(io.StringIO(out)))["reason"] == blank.reason
+
+
+# ----------------------------------------------------------------------------- blank and not a digit
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def test_a_blank_answer_has_no_numbers_that_mean_nothing():
+    """The model's answer for an empty input (the shipped one says 1 at 99.7%) is not passed on."""
+    sure_one = np.full((1, 10), 0.0004)
+    sure_one[0, 1] = 1 - 9 * 0.0004
+    a, = answers(sure_one, DIGITS, 0.8, top_k=3, blank=[True])
+    assert (a.status, a.label, a.confidence, a.probabilities, a.top) == ("blank", None, None, {}, [])
+    assert "no ink" in a.reason and a.describe().startswith("blank: no ink") and "1" not in a.describe()
+    assert a.to_json()["probabilities"] == {} and a.to_json()["top"] == []
+
+
+def test_ink_that_left_nothing_is_no_digit_not_a_blank_page():
+    """An image that held ink (specks, noise, lines) of which nothing survived is `not_a_digit`,
+    told apart from a page with no ink at all."""
+    p = np.full((2, 10), 0.1)
+    none, inked = answers(p, DIGITS, 0.8, blank=[True, True], inked=[False, True])
+    assert none.status == "blank" and inked.status == "not_a_digit"
+    assert (inked.label, inked.confidence, inked.probabilities, inked.top) == (None, None, {}, [])
+    assert "ink was found" in inked.reason and "digit" in inked.reason and inked.reason != none.reason
+    assert inked.describe() == f"not a digit: {inked.reason}"
+
+
+def test_a_flat_answer_is_not_a_digit_in_words():
+    """The best class under FLAT/C (twice a blind guess) is no digit: no label, no confidence, the
+    reason in words, the flat probabilities kept; just above it, an unsure digit with its runner-up."""
+    flat = np.full(10, (1 - 0.15) / 9)
+    flat[7] = 0.15  # under 2/10
+    doubt = np.full(10, (1 - 0.25) / 9)
+    doubt[7] = 0.25  # over 2/10: a doubtful 7
+    a, b = answers(np.stack([flat, doubt]), DIGITS, 0.8, top_k=3)
+    assert a.status == "not_a_digit" and a.label is None and a.confidence is None
+    assert "does not look like a digit" in a.reason and "15%" in a.reason and "10%" in a.reason
+    assert "could also be" not in a.reason
+    assert a.describe().startswith("not a digit: ") and "7" not in a.describe()
+    assert len(a.probabilities) == 10 and len(a.top) == 3, "the flat answer itself is shown as it is"
+    assert b.status == "unsure" and b.label == "7" and "could also be" in b.reason
+    assert FLAT / 10 == pytest.approx(0.2)
+    letters, = answers(np.full((1, 6), 1 / 6), list("ABCDEF"), 0.8)
+    assert "like a character" in letters.reason, "classes that are not digits are characters"
+    two_way, = answers(np.array([[0.32, 0.32, 0.36]]), list("abc"), 0.8)
+    assert two_way.status == "unsure", "with three classes, a doubt is a doubt, not a flat answer"
+
+
+def test_not_a_digit_in_json_and_csv(tmp_path, capsys, monkeypatch):
+    """Every output format says not_a_digit, and a CSV row without probabilities keeps its columns."""
+    import digitrec.inference.predictor as predictor_module
+
+    real = predictor_module.answers
+    monkeypatch.setattr(predictor_module, "answers", lambda probs, classes, *a, **k: real(
+        np.full_like(probs, 1 / probs.shape[1]), classes, *a, **k))
+    Image.fromarray(np.pad(render("7").numpy(), 20)).save(tmp_path / "k.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "white.png")
+    code, out, err = run(capsys, tmp_path, "--csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert all(len(r) == len(rows[0]) for r in rows), "every row as long as the header"
+    by = {r[0].split("/")[-1]: dict(zip(rows[0], r)) for r in rows[1:]}
+    assert by["k.png"]["status"] == "not_a_digit" and by["k.png"]["label"] == ""
+    assert by["white.png"]["status"] == "blank" and by["white.png"]["5"] == ""
+    assert "1 not a digit, 1 blank" in err
+    code, out, _ = run(capsys, tmp_path / "k.png", "--json", "--explain")
+    got = json.loads(out)
+    assert got["status"] == "not_a_digit" and got["label"] is None and "digit" in got["reason"]
+
+
+def test_the_packaged_model_calls_letters_not_a_digit_and_digits_digits():
+    """The rule on the shipped model: letters (font and hand) answer flat; drawn digits do not."""
+    from digitrec.scenes import non_digit
+    from digitrec.training.outliers import model_input
+
+    predictor = Predictor()
+    rng = np.random.default_rng(7)
+    letters = [model_input(non_digit(kind, rng, field=56)) for kind in ("letter_font", "letter_hand") * 5]
+    got = predictor.predict([x for x in letters if x is not None])
+    assert sum(a.status == "not_a_digit" for a in got) >= 0.8 * len(got), [a.describe() for a in got]
+    digits = predictor.predict([preprocess(glyph_png(d)).image for d in "0123456789"])
+    assert not any(a.status == "not_a_digit" for a in digits), [a.describe() for a in digits]

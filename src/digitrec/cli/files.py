@@ -108,7 +108,7 @@ class Output:
 
     def __init__(self, fmt: str, header: list[str], out=None):
         self.fmt, self.out = fmt, out or sys.stdout
-        self.counts = {"ok": 0, "unsure": 0, "blank": 0, "failed": 0, "skipped": 0}
+        self.counts = {"ok": 0, "unsure": 0, "not_a_digit": 0, "blank": 0, "failed": 0, "skipped": 0}
         self.header = header
         self.writer = csv.writer(self.out) if fmt == "csv" else None
         if self.writer:
@@ -136,7 +136,8 @@ class Output:
             print(json.dumps({"path": str(path), **result.to_json(), **extra, **({"error": error} if error else {})}),
                   file=self.out)
         elif self.fmt == "csv":
-            self.writer.writerows([str(path), *row, error or ""] for row in result.csv_rows())
+            self.writer.writerows([str(path), *row, *[""] * (len(self.header) - len(row)), error or ""]
+                                  for row in result.csv_rows())  # no probabilities: empty cells
         else:
             print(f"{path}: {result.describe()}", file=self.out)
             for what, where in extra.items():  # the files written beside it
@@ -149,7 +150,8 @@ class Output:
     def summary(self, n: int) -> None:
         c = self.counts
         if n > 1 or c["failed"] or c["skipped"]:
-            print(f"{n} image{'s' * (n != 1)}: {c['ok']} ok, {c['unsure']} unsure, {c['blank']} blank, "
+            print(f"{n} image{'s' * (n != 1)}: {c['ok']} ok, {c['unsure']} unsure, "
+                  f"{c['not_a_digit']} not a digit, {c['blank']} blank, "
                   f"{c['failed']} failed" + (f"; {c['skipped']} skipped" if c["skipped"] else ""), file=sys.stderr)
 
 

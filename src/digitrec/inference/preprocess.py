@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PreprocessError  # noqa: F401  (re-exported: what preprocess raises)
-from ..ink import PREPARATION, SIZE, Preparation, fit, ink_box, ink_map, thicken
+from ..ink import PREPARATION, SIZE, Preparation, fit, ink_box, ink_map, noise_sigma, thicken
 from .decode import MAX_BYTES, MAX_PIXELS, Decoded, decode
 
 
@@ -75,7 +75,10 @@ def preprocess(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
     ink, blank, inverted = ink_map(gray, prep)
     box = None if blank else ink_box(ink, prep)
     if box is None or max(box[2] - box[0], box[3] - box[1]) < 2:  # a dot is not a character
-        return Preprocessed(np.zeros((SIZE, SIZE), np.uint8), True, inverted, None, decoded, found_ink=not blank)
+        # Ink that left nothing (specks, a frame) or a page of noise is no blank page: "no digit found".
+        noisy = blank and prep.noise_sigmas * noise_sigma(gray) >= prep.min_contrast
+        return Preprocessed(np.zeros((SIZE, SIZE), np.uint8), True, inverted, None, decoded,
+                            found_ink=not blank or noisy)
     image = np.round(fit(*thicken(ink, box, prep)) * 255).astype(np.uint8)
     # The box in the original's pixels (the analysis may have run on a shrunk copy).
     size = decoded.size

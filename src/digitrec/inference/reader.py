@@ -48,7 +48,8 @@ def _confidence(probs: np.ndarray) -> float:
 
 
 def _text(chars: list[Character]) -> str:
-    return "".join(c.answer.label or "" for c in chars)
+    """The characters' labels; "?" for a character that is no character of the model's (not_a_digit)."""
+    return "".join(c.answer.label or "?" for c in chars)
 
 
 @dataclass

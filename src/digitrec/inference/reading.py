@@ -54,6 +54,8 @@ def ordinal(n: int) -> str:
 
 def doubt(position: int, answer: Answer) -> str:
     """In words: which character is unsure and what else it could be."""
+    if answer.label is None:
+        return f"the {ordinal(position)} character does not look like a {'digit' if answer.probabilities else 'character'}"
     order = sorted(answer.probabilities.items(), key=lambda kv: -kv[1])[:2]
     options = " or ".join(f"{label} ({100 * p:.0f}%)" for label, p in order)
     return f"the {ordinal(position)} character could be {options}"

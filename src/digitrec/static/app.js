@@ -26,12 +26,15 @@ let uploadUrl = null;
 let kind = "char"; // what is read: one character, or a number
 let collect = false; // the server keeps corrections (serve --collect)
 let lastPreview = null; // the model input of the answer shown, sent back with a correction
+let shownAnswer = null; // the answer shown: {label} or, in number mode, {characters, sent (the image read)}
 const PEN = 0.11; // the pen the model is shown, as a share of the drawing's height
 const SIZE = { char: [280, 280], number: [840, 280] };
 
+const STATUS_WORDS = { not_a_digit: "not a digit" };
+
 function setMessage(label, status, detail) {
   $("label").textContent = label;
-  $("status").textContent = status;
+  $("status").textContent = STATUS_WORDS[status] || status;
   $("status").className = "status " + status;
   $("detail").textContent = detail;
   document.body.dataset.status = status;
@@ -39,6 +42,21 @@ function setMessage(label, status, detail) {
 
 function pct(p) {
   return p < 0.001 ? "<0.1%" : (100 * p).toFixed(1) + "%";
+}
+
+// A bar's value: whole percents where the bars are narrow (a phone), so that neighbours do not touch.
+const narrow = window.matchMedia("(max-width: 560px)");
+function barValue(p) {
+  if (!narrow.matches) return pct(p);
+  return p < 0.005 ? "0" : Math.round(100 * p) + "%";
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function sentence(text) {
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".") : "";
 }
 
 function megabytes(n) {
@@ -69,7 +87,8 @@ function buildBars() {
   });
 }
 
-function showBars(probabilities) {
+function showBars(probabilities, highlight = true) {
+  if (probabilities && !Object.keys(probabilities).length) probabilities = null;
   let best = -1;
   let bestP = -1;
   bars.forEach((b, i) => {
@@ -79,9 +98,9 @@ function showBars(probabilities) {
   bars.forEach((b, i) => {
     const p = probabilities ? probabilities[b.name] : 0;
     b.fill.style.height = (100 * p).toFixed(1) + "%";
-    b.value.textContent = probabilities ? pct(p) : "";
+    b.value.textContent = probabilities ? barValue(p) : "";
     b.col.title = `${b.name}: ${probabilities ? pct(p) : "–"}`;
-    b.col.classList.toggle("top", Boolean(probabilities) && i === best);
+    b.col.classList.toggle("top", Boolean(probabilities) && highlight && i === best);
   });
 }
 
@@ -90,6 +109,8 @@ function showAnswer(a, fromFile) {
     setMessage("–", "blank", fromFile
       ? "No ink found in this image: it looks empty or too faint. Try a photo with darker, larger writing."
       : "No ink found: draw something.");
+  } else if (a.label === null) { // not a digit: said in words, never as a big digit
+    setMessage("–", a.status, sentence(a.reason) || `This does not look like a ${noun()}.`);
   } else {
     const others = a.top.slice(1, 3).map((t) => `${t.label} ${pct(t.probability)}`).join(", ");
     const detail = a.status === "unsure"
@@ -97,27 +118,41 @@ function showAnswer(a, fromFile) {
       : `Confidence ${pct(a.confidence)}.` + (others ? ` Next: ${others}.` : "");
     setMessage(a.label, a.status, detail);
   }
-  showBars(a.status === "blank" ? null : a.probabilities);
-  if (a.preview) $("preview").src = "data:image/png;base64," + a.preview;
-  lastPreview = a.status === "blank" ? null : a.preview || null;
+  showBars(a.probabilities, a.label !== null);
+  showPreview(a.status === "blank" ? null : a.preview);
+  lastPreview = a.top && a.top.length ? a.preview || null : null; // a model input with ink in it
+  shownAnswer = { label: a.label };
   showWhy(a.explanation);
   showCorrect();
   if (fromFile) showBox(a.input, []);
   document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
 }
 
+function showPreview(png) {
+  if (png) $("preview").src = "data:image/png;base64," + png; else $("preview").removeAttribute("src");
+  $("seen").hidden = !png; // no caption without its picture
+}
+
 // A number: the whole string, and each character's box (with its label) over what was drawn or sent.
-function showReading(r, fromFile) {
+function showReading(r, fromFile, sent) {
   if (r.status === "blank") {
     setMessage("–", "blank", fromFile ? "No ink found in this image." : `No ink found: write a number.`);
   } else {
-    const unsure = r.characters.filter((c) => c.status !== "ok").map((c) => c.label);
-    setMessage(r.text, r.status, `${r.characters.length} character${r.characters.length === 1 ? "" : "s"}, ` +
+    const unsure = r.characters.filter((c) => c.status !== "ok").map((c) => c.label || "?");
+    setMessage(readingText(r), r.status, `${plural(r.characters.length, "character")}, ` +
       `confidence ${pct(r.confidence)}` + (unsure.length ? `; not sure of: ${unsure.join(", ")}.` : "."));
   }
-  const boxes = r.characters.map((c) => ({ box: c.box, label: c.label, status: c.status }));
+  const boxes = r.characters.map((c) => ({ box: c.box, label: c.label || "?", status: c.status }));
   if (fromFile) showBox(r.input, boxes); else drawBoxes($("boxes"), r.input, boxes);
+  shownAnswer = { characters: r.characters, sent };
+  showCorrect();
   document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
+}
+
+// The text read, line by line, with "?" where a character is no digit (the server leaves it out).
+function readingText(r) {
+  let at = 0;
+  return r.lines.map((n) => r.characters.slice(at, (at += n)).map((c) => c.label || "?").join("")).join("\n");
 }
 
 function drawBoxes(layer, input, boxes) {
@@ -145,36 +180,113 @@ function showWhy(e) {
   $("why-runner-caption").textContent = `why not ${e.runner_up}`;
 }
 
+// Corrections (serve --collect): one row of buttons for a character, one per character of a
+// number. One correction per answer: the chosen button stays marked and the row is done; a
+// "correction" equal to the answer is not stored.
 function showCorrect() {
-  $("correct").hidden = !(collect && lastPreview && kind === "char");
-  $("correct-result").textContent = "";
+  const rows = $("correct-rows");
+  const chars = kind === "number" && shownAnswer && shownAnswer.characters ? shownAnswer.characters : null;
+  const can = collect && (chars ? chars.length > 0 && Boolean(shownAnswer.sent) : Boolean(lastPreview));
+  $("correct").hidden = !can;
+  if (!can) { rows.replaceChildren(); return; }
+  $("correct-lead").textContent = chars ? "Wrong? Correct any character:" : "Wrong? It is";
+  rows.replaceChildren(...(chars
+    ? chars.map((c, i) => correctRow(c.label, `${ordinal(i + 1)} (${c.label || "?"}) is`, () => cropOf(c.box), i))
+    : [correctRow(shownAnswer.label, "", previewBlob, 0)]));
 }
 
-async function sendCorrection(label) {
-  if (!lastPreview) return;
-  $("correct-result").textContent = "Saving…";
+function ordinal(n) {
+  const tens = n % 100 > 10 && n % 100 < 14;
+  return n + (tens ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+}
+
+function correctRow(answer, name, image, index) {
+  const row = document.createElement("div");
+  row.className = "correct-row";
+  row.dataset.index = String(index);
+  const result = document.createElement("span");
+  result.className = "correct-result";
+  result.setAttribute("aria-live", "polite");
+  const state = { done: false, busy: false };
+  const buttons = classes.map((label) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.title = `It is ${label}: keep this as a correction`;
+    b.setAttribute("aria-pressed", "false");
+    b.addEventListener("click", () => sendCorrection({ label, answer, image, state, buttons, button: b, result }));
+    return b;
+  });
+  const box = document.createElement("span");
+  box.className = "correct-buttons";
+  box.append(...buttons);
+  if (name) {
+    const tag = document.createElement("span");
+    tag.className = "correct-name";
+    tag.textContent = name;
+    row.append(tag);
+  }
+  row.append(box, result);
+  return row;
+}
+
+async function sendCorrection({ label, answer, image, state, buttons, button, result }) {
+  if (state.done || state.busy) return; // one correction per answer, and a double click sends once
+  if (label === answer) {
+    result.textContent = `The model answered ${label} already: nothing to correct, nothing stored.`;
+    return;
+  }
+  state.busy = true;
+  const mine = generation;
+  result.textContent = "Saving…";
   try {
-    const r = await fetch(`/api/feedback?label=${encodeURIComponent(label)}&input=1`, {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ image: "data:image/png;base64," + lastPreview }) });
-    $("correct-result").textContent = r.ok
-      ? `Saved as ${label}: thank you (${(await r.json()).samples} corrections kept for fine-tuning).`
-      : await errorText(r);
-    document.body.dataset.corrections = String(Number(document.body.dataset.corrections || 0) + (r.ok ? 1 : 0));
+    const sent = await image();
+    const r = await fetch(`/api/feedback?label=${encodeURIComponent(label)}` + (sent.input ? "&input=1" : ""), {
+      method: "POST", headers: { "Content-Type": sent.type }, body: sent.body });
+    if (mine !== generation) return;
+    if (r.ok) {
+      state.done = true;
+      const kept = (await r.json()).samples;
+      button.setAttribute("aria-pressed", "true");
+      button.classList.add("chosen");
+      for (const b of buttons) b.disabled = b !== button;
+      result.textContent = `Saved as ${label}: thank you (${plural(kept, "correction")} kept for fine-tuning).`;
+      document.body.dataset.corrections = String(Number(document.body.dataset.corrections || 0) + 1);
+    } else {
+      result.textContent = await errorText(r);
+    }
   } catch (err) {
-    $("correct-result").textContent = `No answer from the server (${err.message}).`;
+    result.textContent = `Not saved: ${err.message}.`;
+  } finally {
+    state.busy = false;
   }
 }
 
-function buildCorrect() {
-  $("correct-buttons").replaceChildren(...classes.map((name) => {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.textContent = name;
-    b.title = `It is ${name}: keep this as a correction`;
-    b.addEventListener("click", () => sendCorrection(name));
-    return b;
-  }));
+// The image a correction carries: the 28x28 model input of one character...
+async function previewBlob() {
+  return { input: true, type: "application/json",
+           body: JSON.stringify({ image: "data:image/png;base64," + lastPreview }) };
+}
+
+// ...or a number's character: its box cut from the image the answer was read from, with a margin.
+async function cropOf(box) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(shownAnswer.sent);
+  } catch (err) {
+    throw new Error("this browser cannot open the image to cut the character out");
+  }
+  const [left, top, right, bottom] = box;
+  const m = Math.round(0.15 * Math.max(right - left, bottom - top));
+  const [x, y] = [Math.max(0, left - m), Math.max(0, top - m)];
+  const [w, h] = [Math.min(bitmap.width, right + m) - x, Math.min(bitmap.height, bottom + m) - y];
+  const out = document.createElement("canvas");
+  [out.width, out.height] = [w, h];
+  const c = out.getContext("2d");
+  c.fillStyle = "#fff"; // a drawing is transparent: put it on paper
+  c.fillRect(0, 0, w, h);
+  c.drawImage(bitmap, x, y, w, h, 0, 0, w, h);
+  return { input: false, type: "image/png", body: await new Promise((resolve) => out.toBlob(resolve, "image/png")) };
 }
 
 function setKind(next) {
@@ -217,7 +329,8 @@ async function send(body, fromFile) {
       return;
     }
     const a = await r.json();
-    if (mine === generation) (kind === "number" ? showReading : showAnswer)(a, fromFile);
+    if (mine !== generation) return;
+    if (kind === "number") showReading(a, fromFile, body); else showAnswer(a, fromFile);
   } catch (err) {
     if (mine === generation) setMessage("!", "error", `No answer from the server (${err.message}).`);
   }
@@ -302,7 +415,7 @@ pad.addEventListener("pointerdown", (e) => {
   if (e.pointerType === "mouse" && e.button !== 0) return;
   e.preventDefault();
   try { pad.setPointerCapture(e.pointerId); } catch (err) { /* synthetic events have no capture */ }
-  if (document.body.dataset.mode === "upload") leaveUpload();
+  if (document.body.dataset.mode === "upload") { leaveUpload(); forget(); }
   const p = point(e);
   stroke = { id: e.pointerId, width: brushWidth(), points: [p] };
   strokes.push({ width: stroke.width, points: stroke.points });
@@ -332,13 +445,22 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 pad.addEventListener("lostpointercapture", endStroke);
 
-function idle() {
-  $("preview").removeAttribute("src");
+// Every new input (a stroke after a photo, a photo, Clear, a mode) forgets the answer shown:
+// its boxes over the pad and over the photo, preview, bars, explanation and correction.
+function forget() {
+  showPreview(null);
   $("boxes").replaceChildren();
+  const layer = $("upload-frame").querySelector(".boxes");
+  if (layer) layer.replaceChildren();
   lastPreview = null;
+  shownAnswer = null;
   showWhy(null);
   showCorrect();
   showBars(null);
+}
+
+function idle() {
+  forget();
   setMessage("–", "idle", kind === "number" ? "Write a number on the pad: several characters, even several lines."
     : `Draw one ${noun()} in the box.`);
 }
@@ -393,6 +515,7 @@ function sendFile(f) {
   }
   if (!f.size) { setMessage("!", "error", `${f.name || "The file"} is empty.`); return; }
   document.body.dataset.mode = "upload";
+  forget(); // the drawing's boxes and answer go with it
   $("upload").hidden = false; // over the pad; drawing on it goes back to drawing
   $("upload-box").hidden = true;
   $("upload-caption").hidden = false;
@@ -491,7 +614,6 @@ async function start() {
   }
   for (const el of document.querySelectorAll(".noun")) el.textContent = noun();
   buildBars();
-  buildCorrect();
   document.body.dataset.kind = kind;
   idle();
   document.body.dataset.ready = "1";
