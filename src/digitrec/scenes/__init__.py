@@ -10,7 +10,9 @@ The package, by what each module draws (each imports only those above it):
   paper       paper, ink and light, rule lines; conditions on plain paper
   pens        pencils, hairlines, markers, coloured pens
   damage      scanners, cameras and handling: low resolution, blur, shadows, borders, dust
-  documents   printed forms and registers around the writing
+  printing    print, neighbours' words, old paper and a scanner's finish, for documents
+  documents   around the writing: a form's box and caption, underlines, ticks, a binding
+  register    a column cell of a scanned register
   conditions  the registry `CONDITIONS` and rendering: `render_digit()`, `render_line()`
   nondigits   shapes that are not digits
 
@@ -20,20 +22,24 @@ numpy and Pillow only: benchmarks and tests use it without torch.
 
 from .canvas import FIELD, GLYPH, Box, Canvas, Layout, blur, compose_line, glyph_height, glyph_of, ink_box, place, \
     resize, union_box
-from .conditions import CONDITIONS, Condition, encode, get_condition, render, render_digit, render_glyph, render_line
+from .conditions import CONDITIONS, DOCUMENTS, Condition, encode, get_condition, render, render_digit, render_glyph, \
+    render_line
 from .damage import dark_table, low_resolution, phone_photo, rotated, scan_border, soft_gray, speckle
-from .documents import frame_box
+from .documents import binding_shadow, form_box, frame_box, tick_cross, underlined
 from .nondigits import LETTERS, NON_DIGITS, SKELETONS, fit_field, non_digit
 from .paper import PAPERS, as_mnist, clean_paper, dark_pen, noise, on_paper, paper, ramp, rules, ruled, shadow, \
     to_image, white_paper, write
 from .pens import colour_pen, faint_pencil, pen_width
+from .printing import printed
+from .register import register_cell
 from .strokes import draw_strokes, restroke, smooth_path, thin
 
 __all__ = [
     "FIELD", "GLYPH", "Box", "Canvas", "Layout", "blur", "compose_line", "glyph_height", "glyph_of", "ink_box", "place",
-    "resize", "union_box", "CONDITIONS", "Condition", "encode", "get_condition", "render", "render_digit",
+    "resize", "union_box", "CONDITIONS", "DOCUMENTS", "Condition", "encode", "get_condition", "render", "render_digit",
     "render_glyph", "render_line", "dark_table", "low_resolution", "phone_photo", "rotated", "scan_border",
-    "soft_gray", "speckle", "frame_box", "LETTERS", "NON_DIGITS", "SKELETONS", "fit_field", "non_digit", "PAPERS",
+    "soft_gray", "speckle", "binding_shadow", "form_box", "frame_box", "tick_cross", "underlined", "printed",
+    "register_cell", "LETTERS", "NON_DIGITS", "SKELETONS", "fit_field", "non_digit", "PAPERS",
     "as_mnist", "clean_paper", "dark_pen", "noise", "on_paper", "paper", "ramp", "rules", "ruled", "shadow",
     "to_image", "white_paper", "write", "colour_pen", "faint_pencil", "pen_width", "draw_strokes", "restroke",
     "smooth_path", "thin",

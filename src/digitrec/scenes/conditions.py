@@ -21,9 +21,10 @@ from PIL import Image
 
 from .canvas import FIELD, Box, Canvas, Layout, compose_line, glyph_of, ink_box, place
 from .damage import dark_table, low_resolution, phone_photo, rotated, scan_border, soft_gray, speckle
-from .documents import frame_box
+from .documents import binding_shadow, form_box, frame_box, tick_cross, underlined
 from .paper import as_mnist, clean_paper, ruled
 from .pens import colour_pen, faint_pencil, pen_width
+from .register import register_cell
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,17 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in [
     Condition("speckle", "a dusty scan: specks, salt-and-pepper and grain", _page((250, 450), (0.35, 0.7)), speckle),
     Condition("jpeg_low", "a small JPEG at quality 5-20", _page((150, 350)), clean_paper, jpeg=(5, 20)),
     Condition("rotated", "the paper turned by 4-12 degrees", _page(), rotated),
+    # documents: the number among what forms and registers put around it
+    Condition("register_cell", "a column cell of a scanned register: rules, neighbours' words, old paper",
+              Layout("tight", (20, 56), (0.0, 0.04)), register_cell, jpeg=(75, 95)),
+    Condition("form_box", "in a printed form's box, its caption beside or above it",
+              Layout("tight", (24, 64), (0.02, 0.08)), form_box),
+    Condition("underlined", "underlined close under it, by hand or printed", _page((150, 350)), underlined),
+    Condition("tick_cross", "a checker's tick or cross beside it", _page((150, 350)), tick_cross),
+    Condition("binding_shadow", "a bound book scanned: the binding's shadow at one edge", _page((200, 400)),
+              binding_shadow),
 ]}
+DOCUMENTS = ("register_cell", "form_box", "underlined", "tick_cross", "binding_shadow")  # the document conditions
 
 
 # ----------------------------------------------------------------------------- rendering

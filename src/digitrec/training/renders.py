@@ -47,8 +47,8 @@ MIX: dict[str, float] = {"lowres_6_16": 4.0, "soft_gray": 1.0, "faint_pencil": 1
 # RENDERING: the scenes modules that lay out, paint and encode (the registry imports them all;
 # not nondigits.py, nor __init__.py, which only re-exports); tests/test_scenes.py checks it
 # against the imports. ink.py: preprocess measures strokes with it.
-RENDERING = tuple(f"scenes/{m}.py" for m in ("canvas", "strokes", "paper", "pens", "damage", "documents",
-                                              "conditions"))
+RENDERING = tuple(f"scenes/{m}.py" for m in ("canvas", "strokes", "paper", "pens", "damage", "printing",
+                                              "documents", "register", "conditions"))
 CODE = (*RENDERING, "ink.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
 
 
