@@ -28,7 +28,8 @@ CONDITIONS = ("clean_paper", "blue_pen", "faint_pencil", "lined_paper", "squared
 
 def kinds() -> dict[str, object]:
     """{kind: a function (rng) -> glyph}: every doodle, then every scenes shape."""
-    from digitrec import doodles, scenes
+    from digitrec import scenes
+    from digitrec.scenes import doodles
 
     out = {k: (lambda rng, k=k: doodles.doodle(k, rng)) for k in doodles.DOODLES}
     out |= {k: (lambda rng, k=k: scenes.non_digit(k, rng)) for k in scenes.NON_DIGITS}

@@ -39,7 +39,7 @@ def test_training_with_outliers_makes_the_model_doubt_them(synth_dir, tmp_path):
 
 
 def test_the_bank_holds_doodles_drawn_like_its_other_shapes(monkeypatch):
-    from digitrec.doodles import DOODLES, UPPER, doodle
+    from digitrec.scenes.doodles import DOODLES, UPPER, doodle
 
     assert not set("OISZBG") & set(UPPER), "letters a hand makes look like digits stay out"
     rng = np.random.default_rng(0)
@@ -54,10 +54,10 @@ def test_the_bank_holds_doodles_drawn_like_its_other_shapes(monkeypatch):
     assert all(np.array_equal(a, doodle(k, np.random.default_rng(7), 56)) for a, k in zip(first, DOODLES))
     with pytest.raises(ValueError, match="unknown doodle"):
         doodle("teapot", rng)
-    import digitrec.doodles
+    import digitrec.scenes.doodles
 
     drawn = []
-    monkeypatch.setattr(digitrec.doodles, "doodle", lambda kind, rng, field: drawn.append(kind) or doodle(kind, rng, field))
+    monkeypatch.setattr(digitrec.scenes.doodles, "doodle", lambda kind, rng, field: drawn.append(kind) or doodle(kind, rng, field))
     shapes = [outliers.shape(np.random.default_rng(s)) for s in range(130)]
     assert set(drawn) == set(DOODLES) and 40 <= len(drawn) <= 100, "the bank draws every doodle, 7 of 13 kinds"
     assert all(x is not None for x in shapes)

@@ -24,9 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..util import atomic_write
+from .renders import RENDERING
 
 PART = 500  # lines per cached part
-CODE = ("scenes.py", "ink.py", "inference/decode.py", "inference/find.py", "inference/lineread.py",
+# The source files the cache key hashes: the scenes modules a render runs (as renders.py's key),
+# and the reader's code that finds and prepares the ink.
+CODE = (*RENDERING, "ink.py", "inference/decode.py", "inference/find.py", "inference/lineread.py",
         "inference/linemodel.py", "training/renders.py", "training/linebank.py")
 # The conditions lines are drawn from, with weights: low resolution (a line scanned 10 to 16 px
 # high, as its digits are) weighs most, hairlines next. Not soft_gray (its blur, sized for one

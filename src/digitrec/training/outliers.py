@@ -58,7 +58,7 @@ def pair(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray |
 
 
 def shape(rng: np.random.Generator) -> np.ndarray | None:
-    from ..doodles import DOODLES, doodle
+    from ..scenes.doodles import DOODLES, doodle
     from ..scenes import NON_DIGITS, non_digit
 
     k = int(rng.integers(len(NON_DIGITS) + len(DOODLES)))

@@ -4,7 +4,7 @@ go through: the model learns the distribution it will be given, not only MNIST's
 A blurred 8x8 scan enlarged, a faint pencil, a marker or a phone photo does not come out of
 preprocessing looking like an MNIST digit, however good the preprocessing: the strokes stay
 soft, fat, thin or broken. So training digits (the training split only: validation digits stay
-unseen) are rendered under a mix of real-world conditions (`MIX`: scenes.py's, and low
+unseen) are rendered under a mix of real-world conditions (`MIX`: the scenes package's, and low
 resolution drawn anywhere from 6 to 16 px), encoded as files are (PNG or JPEG), and prepared by
 `preprocess()`, exactly as `digitrec predict` and the server prepare an upload.
 
@@ -43,7 +43,13 @@ LOWRES = replace(scenes.CONDITIONS["lowres_8"], name="lowres_6_16",
 MIX: dict[str, float] = {"lowres_6_16": 4.0, "soft_gray": 1.0, "faint_pencil": 1.0, "very_thick": 1.0,
                          "very_thin": 1.0, "phone_shadow": 1.0, "dark_table": 1.0, "frame_box": 1.0,
                          "lined_paper": 1.0, "speckle": 1.0, "jpeg_low": 1.0, "clean_paper": 1.0}
-CODE = ("scenes.py", "ink.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
+# The source files the cache key hashes: every module a render runs, and none it does not.
+# RENDERING: the scenes modules that lay out, paint and encode (the registry imports them all;
+# not nondigits.py, nor __init__.py, which only re-exports); tests/test_scenes.py checks it
+# against the imports. ink.py: preprocess measures strokes with it.
+RENDERING = tuple(f"scenes/{m}.py" for m in ("canvas", "strokes", "paper", "pens", "damage", "printing",
+                                              "documents", "register", "conditions"))
+CODE = (*RENDERING, "ink.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
 
 
 def condition(name: str) -> scenes.Condition:

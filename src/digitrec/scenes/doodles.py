@@ -14,7 +14,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .scenes import FIELD, GLYPH, _fonts, _smooth_path, draw_strokes, fit_field
+from .canvas import FIELD, GLYPH
+from .nondigits import fit_field
+from .nondigits import fonts as font_files
+from .strokes import draw_strokes, smooth_path
 
 DOODLES = ("smiley", "heart", "star", "arrow", "letter", "tick", "cross")
 UPPER = "ACDEFHJKLMNPQRTUVWXY"  # A-Z less O I S Z B G
@@ -112,13 +115,13 @@ def by_hand(strokes: list, rng: np.random.Generator, field: int) -> np.ndarray:
         p = p + rng.normal(0, 0.02, p.shape)
         x = (p[:, 0] - 0.5) * aspect + slant * (0.5 - p[:, 1])
         xy = np.stack([x, p[:, 1] - 0.5], 1) @ rot.T * g + field / 2
-        lines.append(_smooth_path(xy, 3) if len(xy) > 2 else xy)
+        lines.append(smooth_path(xy, 3) if len(xy) > 2 else xy)
     return fit_field(draw_strokes(lines, field, field, rng.uniform(0.07, 0.14) * g), field)
 
 
 def in_font(letter: str, rng: np.random.Generator, field: int) -> np.ndarray:
     """A letter set in a font (DejaVu, or Pillow's own) as a glyph."""
-    fonts = _fonts()
+    fonts = font_files()
     path = fonts[rng.integers(len(fonts))]
     font = ImageFont.truetype(str(path), field) if path else ImageFont.load_default(size=field)
     im = Image.new("L", (2 * field, 2 * field))
