@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .canvas import FIELD, GLYPH
-from .nondigits import fit_field
-from .nondigits import fonts as font_files
+from .nondigits import fit_field, font_files
 from .strokes import draw_strokes, smooth_path
 
 DOODLES = ("smiley", "heart", "star", "arrow", "letter", "tick", "cross")

@@ -32,7 +32,7 @@ SKELETONS = {  # each letter's strokes in a unit box, x to the right, y down
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSerif-Italic.ttf")
 
 
-def fonts() -> list[Path | None]:
+def font_files() -> list[Path | None]:
     """DejaVu fonts shipped with matplotlib (found without importing it), then Pillow's own (None)."""
     spec = find_spec("matplotlib")
     folder = Path(spec.submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf" if spec else None
@@ -68,7 +68,7 @@ def _hand_letter(letter: str, rng: np.random.Generator, field: int) -> np.ndarra
 
 
 def _font_letter(letter: str, rng: np.random.Generator, field: int) -> np.ndarray:
-    fonts = fonts()
+    fonts = font_files()
     path = fonts[rng.integers(len(fonts))]
     font = ImageFont.truetype(str(path), field) if path else ImageFont.load_default(size=field)
     im = Image.new("L", (2 * field, 2 * field))
