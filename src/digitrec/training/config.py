@@ -223,6 +223,14 @@ RECIPES["gpu"] = {**RECIPES["best"], "model_args": {"width": 96}, "batch_size": 
 RECIPES["realworld"] = {**RECIPES["best"], "outliers": 0.125, "real_world": 0.5}
 
 
+def trained_with(meta: dict, card_dataset: str, source: str) -> TrainConfig:
+    """The options a model file's metadata (a checkpoint's or export's meta) says it was trained
+    with, read back as the type (TrainConfig.from_json, refusing a damaged record in words); a
+    file that records none (made by another tool): the defaults, on the dataset its card names."""
+    saved = meta.get("config")
+    return TrainConfig.from_json(saved if saved is not None else {"dataset": card_dataset}, source)
+
+
 def config_from(recipe: str | None = None, **overrides) -> TrainConfig:
     """A recipe's options, overridden by every option given that is not None; checked."""
     if recipe is not None and recipe not in RECIPES:
@@ -236,8 +244,11 @@ def from_saved(saved: dict, where: str) -> TrainConfig:
     """The config a run folder's config.json holds (for --resume), checked."""
     if not isinstance(saved, dict):
         raise UserError(f"{where} does not hold a JSON object of training options")
-    return _build({k: v for k, v in saved.items() if k != "resolved_device"}, where)
+    return TrainConfig.from_json({k: v for k, v in saved.items() if k != "resolved_device"}, where, UserError).check()
 
 
 def _build(options: dict, where: str) -> TrainConfig:
-    return TrainConfig.from_json(options, where, UserError).check()
+    unknown = sorted(set(options) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"{where} has training options this digitrec does not know: {', '.join(unknown)}")
+    return TrainConfig(**options).check()
