@@ -15,6 +15,10 @@ run: $(STAMP)
 	$(BIN)/digitrec fetch
 	$(BIN)/digitrec train --out $(RUN)
 	$(BIN)/digitrec evaluate --checkpoint $(RUN)/best.pt
+	@echo "trained: $(RUN)/best.pt (report: $(RUN)/report.md)"
+	@echo "digitrec predict and digitrec serve still use the model shipped with digitrec;"
+	@echo "to use the new one: $(BIN)/digitrec predict IMAGE --checkpoint $(RUN)/best.pt"
+	@echo "                    $(BIN)/digitrec serve --checkpoint $(RUN)/best.pt"
 
 ## test: the test suite (installs Debian's Chromium for the browser test when run as root)
 test: $(STAMP) browser

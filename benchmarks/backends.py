@@ -1,6 +1,6 @@
 """Inference throughput of the two backends: PyTorch and ONNX Runtime, batch 1 and 1,024.
 
-Both run the same checkpoint on the CPU (ONNX through `digitrec.export.OnnxModel`, as
+Both run the same checkpoint on the CPU (ONNX through `digitrec.inference.onnxmodel.OnnxModel`, as
 `digitrec predict --backend onnx` does), on the same normalised (B, 1, 28, 28) input, with
 each runtime's default thread count. Each figure is the best of --repeats timed runs of at
 least --seconds, after a warm-up; the outputs are checked to agree first.
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from digitrec.checkpoint import load_model
-    from digitrec.export import OnnxModel
+    from digitrec.inference.onnxmodel import OnnxModel
 
     if args.threads:
         torch.set_num_threads(args.threads)

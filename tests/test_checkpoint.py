@@ -79,3 +79,25 @@ def test_checkpoints_of_the_previous_format_still_load_and_answer_as_before():
         assert p.classes == expected["info"]["classes"] and p.card.dataset == "synthetic"
         np.testing.assert_allclose(p.probabilities(images), expected[backend], rtol=1e-4, atol=1e-6)
     assert load_checkpoint(FORMAT1 / "best.pt").card.mean == 0.13  # the synthetic set's, not MNIST's
+
+
+def test_saved_training_options_are_read_back_as_the_config_type(synth_run, tmp_path):
+    """Training's options in a checkpoint are read through TrainConfig.from_json: missing ones
+    are the defaults; a mistyped or unknown one is refused, naming the file and the option."""
+    import torch
+
+    from digitrec.evaluate import evaluate
+    from digitrec.training.config import TrainConfig, trained_with
+
+    assert TrainConfig.from_json({"epochs": 2}, "x") == TrainConfig(epochs=2)
+    assert trained_with({}, "fashion", "x") == TrainConfig(dataset="fashion")
+    raw = torch.load(synth_run / "best.pt", weights_only=True)
+    saved = dict(raw["meta"]["config"])
+    for change, words in (({"val_size": "100"}, "val_size is '100'; it must be a whole number"),
+                          ({"optimizer": "rmsprop"}, "optimizer is 'rmsprop'; it must be one of adam"),
+                          ({"colour": "blue"}, "does not know: colour")):
+        raw["meta"]["config"] = {**saved, **change}
+        bad = tmp_path / "bad.pt"
+        torch.save(raw, bad)
+        with pytest.raises(CheckpointError, match=f"{bad}.*{words}"):
+            evaluate([bad], out=tmp_path / "report", log=lambda *_: None)

@@ -151,3 +151,45 @@ def test_keep_last_keeps_the_final_weights(synth_dir, tmp_path):
     assert kept["meta"]["epoch"] == final["meta"]["epoch"] == 3
     assert all(torch.equal(kept["state_dict"][k], final["state_dict"][k]) for k in final["state_dict"])
     assert kept["meta"]["card"]["calibrated"] and "metrics" in kept["meta"]
+
+
+def test_the_gpu_recipe_without_cuda_asks_for_device_cpu(monkeypatch, tmp_path, capsys):
+    """Issue first-use 6: `--recipe gpu` on a machine without CUDA would run for hours on the
+    CPU; it is refused in words (exit 2) unless --device cpu says so."""
+    import torch
+
+    import digitrec.training.loop as loop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = []
+    monkeypatch.setattr(loop, "train", lambda cfg, out, **kw: started.append(cfg))
+    assert main(["train", "--recipe", "gpu", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--device cpu" in err and "CUDA" in err and not started
+    assert main(["train", "--recipe", "gpu", "--device", "cpu", "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert started[0].device == "cpu" and started[0].model_args == {"width": 96}
+
+
+def test_evaluating_a_checkpoint_inside_the_package_writes_under_runs(synth_run, synth_dir, tmp_path, monkeypatch,
+                                                                       capsys):
+    """The shipped model lives in the installed package: its report goes to a new runs/ folder,
+    never into the package, and every file written is named."""
+    import shutil
+
+    import digitrec.evaluate
+
+    package = tmp_path / "site-packages" / "digitrec"
+    (package / "pretrained").mkdir(parents=True)
+    shutil.copy(synth_run / "best.pt", package / "pretrained" / "mnist.pt")
+    monkeypatch.setattr(digitrec.evaluate, "PACKAGE", package)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = sorted(package.rglob("*"))
+    assert main(["evaluate", "--checkpoint", str(package / "pretrained" / "mnist.pt"), "--dataset", str(synth_dir)]) == 0
+    assert sorted(package.rglob("*")) == before
+    out = capsys.readouterr().out
+    (folder,) = (work / "runs").iterdir()
+    assert folder.name.startswith("evaluate-mnist-") and f"report folder: runs/{folder.name}" in out
+    written = sorted(p.relative_to(work) for p in folder.rglob("*") if p.is_file())
+    assert len(written) > 3 and all(f"wrote {p}" in out for p in written)

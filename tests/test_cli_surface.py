@@ -25,7 +25,7 @@ def subcommands():
     return sub.choices
 
 
-@pytest.mark.parametrize("name", ["fetch", "train", "evaluate", "predict", "serve", "export"])
+@pytest.mark.parametrize("name", ["fetch", "train", "evaluate", "predict", "serve", "export", "finetune", "train-lines"])
 def test_help_shows_every_default(name):
     p = subcommands()[name]
     text = p.format_help()

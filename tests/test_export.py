@@ -22,7 +22,8 @@ from digitrec.cli.main import main
 from digitrec.data.fetch import sha256_file
 from digitrec.data.load import load
 from digitrec.metrics import logits_of
-from digitrec.export import OnnxModel, cached_onnx
+from digitrec.export import cached_onnx
+from digitrec.inference.onnxmodel import OnnxModel
 from digitrec.inference.onnxrun import OnnxRunner
 from digitrec.inference.backends import packaged_checkpoint, packaged_onnx
 from digitrec.inference.predictor import Predictor

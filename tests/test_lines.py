@@ -17,7 +17,8 @@ from digitrec.inference.predictor import Predictor
 from digitrec.inference.lineread import line_model_for, packaged_line_model
 from digitrec.inference.reader import read
 from digitrec.training.config import LineConfig
-from digitrec.training.lines import LineNet, load_lines, train_lines
+from digitrec.models import LineNet
+from digitrec.training.lines import load_lines, train_lines
 
 
 def test_strip_scales_the_ink_to_its_height_and_pads_it_with_paper():
@@ -91,9 +92,9 @@ def test_training_resumes_and_exports_a_model_onnx_runtime_agrees_with(synth_dir
     said = []
     again = train_lines(tmp_path / "a", cfg, log=said.append)  # the saved state is at the last step
     assert any("going on from step 4" in m for m in said)
-    model, info = load_lines(tmp_path / "a" / "lines.pt")
+    model, card = load_lines(tmp_path / "a" / "lines.pt")
     onnx = LineModel(tmp_path / "a" / "lines.onnx")
-    assert onnx.classes == info["classes"] == [str(i) for i in range(10)]
+    assert onnx.classes == list(card.classes) == [str(i) for i in range(10)] and onnx.card == card
     x = np.random.default_rng(0).random((HEIGHT, 96), dtype=np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)[None, None]).softmax(1)[0].T.numpy()
@@ -186,7 +187,9 @@ def test_a_line_model_starts_from_an_onnx_export_computing_what_it_computes(synt
         start_from(LineNet(10, 32), packaged_line_model().with_name("missing.onnx"), calibration)
     with pytest.raises(CheckpointError, match="not a line model of this shape"):
         start_from(LineNet(10, 16), packaged_line_model(), calibration)
-    torch.save({"state": LineNet(10, 8).state_dict(), "info": {}}, tmp_path / "narrow.pt")
+    from digitrec.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "narrow.pt", LineNet(10, 8), "lines", {"num_classes": 10, "width": 8}, {})
     with pytest.raises(CheckpointError, match="not a line model of this shape"):
         start_from(LineNet(10, 32), tmp_path / "narrow.pt", calibration)
 
@@ -238,3 +241,48 @@ def test_training_on_rendered_lines_reports_them_and_starts_from_an_export(synth
                         log=said.append)
     assert any("(cached)" in m for m in said) and any("starting from the weights" in m for m in said)
     assert 0 <= again["val_line_accuracy"] <= 1
+
+
+def _with_card(tmp_path, **card) -> Path:
+    """A copy of the shipped line model whose metadata holds `card` (its weights unchanged)."""
+    import json
+
+    import onnx
+
+    proto = onnx.load(str(packaged_line_model()))
+    entry = next(p for p in proto.metadata_props if p.key == "digitrec.lines")
+    entry.value = json.dumps(card)
+    path = tmp_path / "lines.onnx"
+    onnx.save_model(proto, str(path))
+    return path
+
+
+@pytest.mark.skipif(not packaged_line_model().is_file(), reason="no packaged line model")
+def test_the_shipped_line_models_card_takes_todays_geometry_where_it_does_not_say():
+    from digitrec.card import LineCard
+
+    shipped = LineModel(packaged_line_model())
+    assert shipped.card == LineCard(tuple("0123456789"), shipped.threshold, HEIGHT, INK_HEIGHT, PAD, STRIDE)
+    assert 0 < shipped.threshold < 1 and shipped.classes == list("0123456789")
+
+
+@pytest.mark.skipif(not packaged_line_model().is_file(), reason="no packaged line model")
+def test_a_line_model_reads_strips_in_its_cards_geometry_and_a_bad_card_is_refused(tmp_path):
+    """Issue One house 3: the geometry is the card's, not module constants; a card that cannot
+    work is refused naming the file and the field."""
+    classes = [str(i) for i in range(10)]
+    model = LineModel(_with_card(tmp_path, classes=classes, threshold=0.7, ink_height=16, pad=4))
+    assert (model.card.height, model.card.ink_height, model.card.pad, model.card.stride) == (32, 16, 4, 4)
+    ink = np.zeros((100, 300), np.float32)
+    ink[20:80, 50:170] = 1.0
+    x, k, _ = model.strip(ink)
+    rows, cols = np.nonzero(x.max(1) > 0.5)[0], np.nonzero(x.max(0) > 0.5)[0]
+    assert k == pytest.approx(16 / 60) and rows[-1] - rows[0] + 1 == 16 and cols[0] == 4
+    assert model.frames(x).shape == (x.shape[1] // 4, 11)
+    for card, words in (({"classes": classes}, "no threshold"),
+                        ({"classes": classes, "threshold": 0.5, "stride": 0}, "stride is 0"),
+                        ({"classes": classes, "threshold": 0.5, "ink_height": 40}, "ink_height 40 is more"),
+                        ({"classes": ["1", "1"], "threshold": 0.5}, "the same name twice"),
+                        ({"classes": classes, "threshold": 2}, "threshold is 2.0")):
+        with pytest.raises(CheckpointError, match="lines.onnx has an unusable line model card: .*" + words):
+            LineModel(_with_card(tmp_path, **card))

@@ -123,3 +123,30 @@ def test_training_with_a_teacher_uses_its_probabilities(synth_dir, synth_run, tm
               tmp_path / "run2", quiet=True)
     with pytest.raises(UserError, match="distill"):
         TrainConfig(distill=1.5).check()
+
+
+def test_the_split_is_computed_once_per_run_and_handed_on(synth_dir, tmp_path, monkeypatch):
+    """One run draws its training/validation split once (inputs.Split, kept in Run.split): the
+    banks, the validation set and the final scores all use it, and it is the documented split."""
+    import sys
+
+    import digitrec.data.load
+    from digitrec.training.loop import train
+
+    real, calls = digitrec.data.load.split_indices, []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("digitrec") and m is not None]:
+        if getattr(module, "split_indices", None) is real:
+            monkeypatch.setattr(module, "split_indices", counted)
+    cfg = TrainConfig(dataset=str(synth_dir), val_size=100, split_seed=3, epochs=1, batch_size=100, outliers=0.1,
+                      device="cpu")
+    metrics = train(cfg, tmp_path / "run", quiet=True)
+    assert calls == [(600, 100, 3)]
+    run = setup(cfg, tmp_path / "again", None, True)
+    tr, va = real(600, 100, 3)
+    assert torch.equal(run.split.train, tr) and torch.equal(run.split.val, va) and len(run.x_val) == 100
+    assert 0 <= metrics["val_accuracy"] <= 1

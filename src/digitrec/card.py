@@ -1,4 +1,4 @@
-"""The model card: what a model expects and what its outputs mean, in one validated type.
+"""The model cards: what a model expects and what its outputs mean, in one validated type.
 
 Every consumer of a model (training, evaluation, prediction, export, the server) reads the
 same `ModelCard`: the class names (one per output), the normalisation of its 28x28 input,
@@ -6,6 +6,9 @@ and the calibration that turns its logits into honest probabilities and `unsure`
 Checkpoints and ONNX exports carry it in their metadata; `ModelCard.from_meta` reads it
 from any digitrec file, old or new, and refuses a file whose card cannot work, naming the
 file and the field. Torch-free: the ONNX path of `digitrec predict` uses it too.
+
+`LineCard` is the line model's (inference/linemodel.py): its class names, `unsure` threshold
+and the geometry of the strips it reads, carried in lines.onnx's metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import numpy as np
 from .errors import CheckpointError
 
 INPUT_SIZE = 28  # every digitrec model reads (B, 1, 28, 28)
+# The strip geometry every line model before the LineCard was trained with: what a card that
+# does not say (those files held only classes, threshold, height and stride) is taken to mean.
+LINE_HEIGHT, LINE_INK_HEIGHT, LINE_PAD, LINE_STRIDE = 32, 24, 8, 4
 MIN_DIVISOR = 1e-3  # smallest std and temperature a card may hold (MNIST's std is 0.31; T is 0.05 to 20)
 
 
@@ -89,14 +95,61 @@ class ModelCard:
                                   f"{self.num_classes} class names; the file is inconsistent, export or train it again")
 
 
+@dataclass(frozen=True)
+class LineCard:
+    """A line model's card: (B, 1, height, W) strips, each line's ink scaled to ink_height px
+    high with pad px of paper left and right -> a frame of len(classes) + 1 scores (the CTC
+    blank last) every stride px; characters less confident than threshold are `unsure`."""
+
+    classes: tuple[str, ...]  # one name per output before the blank
+    threshold: float  # chosen on validation lines (training/lines.py: unsure_threshold)
+    height: int = LINE_HEIGHT  # the strip's height
+    ink_height: int = LINE_INK_HEIGHT  # the line's ink box, scaled to this height
+    pad: int = LINE_PAD  # paper left and right of the ink
+    stride: int = LINE_STRIDE  # strip pixels per output frame
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "classes": list(self.classes)}
+
+    @classmethod
+    def from_meta(cls, raw, source: str = "the line model") -> "LineCard":
+        """The card in a line model's metadata (lines.onnx's `digitrec.lines`, lines.pt's
+        meta["card"]), checked field by field; fields an older file lacks take the defaults."""
+        bad = _Checker(source, "line model card")
+        if not isinstance(raw, dict):
+            bad(f"it is {type(raw).__name__}, not a JSON object")
+        classes = bad.classes(raw)
+        size = {k: bad.whole(raw, k, getattr(cls, k), low) for k, low in
+                (("height", 8), ("ink_height", 1), ("pad", 0), ("stride", 1))}
+        if size["ink_height"] > size["height"]:
+            bad(f"ink_height {size['ink_height']} is more than the strip's height {size['height']}")
+        if "threshold" not in raw:
+            bad("it has no threshold")
+        return cls(classes, bad.number(raw, "threshold", low=0.0, high=1.0), **size)
+
+
 class _Checker:
     """Validates a card's fields, raising CheckpointError that names the file and the field."""
 
-    def __init__(self, source: str):
-        self.source = source
+    def __init__(self, source: str, what: str = "model card"):
+        self.source, self.what = source, what
 
     def __call__(self, what: str):
-        raise CheckpointError(f"{self.source} has an unusable model card: {what}")
+        raise CheckpointError(f"{self.source} has an unusable {self.what}: {what}")
+
+    def classes(self, raw: dict) -> tuple[str, ...]:
+        classes = raw.get("classes")
+        if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
+            self(f"classes is {str(classes)[:80]!r}, not a non-empty list of names")
+        if len(set(classes)) != len(classes):
+            self("classes lists the same name twice")
+        return tuple(classes)
+
+    def whole(self, raw: dict, key: str, default: int, low: int) -> int:
+        v = raw.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            self(f"{key} is {v!r}; it must be a whole number of at least {low}")
+        return v
 
     def number(self, raw: dict, key: str, default=None, low: float = -math.inf, high: float = math.inf,
                low_open: bool = False) -> float:
@@ -110,11 +163,7 @@ class _Checker:
         return v
 
     def card(self, raw: dict) -> ModelCard:
-        classes = raw.get("classes")
-        if not isinstance(classes, (list, tuple)) or not classes or not all(isinstance(c, str) for c in classes):
-            self(f"classes is {str(classes)[:80]!r}, not a non-empty list of names")
-        if len(set(classes)) != len(classes):
-            self("classes lists the same name twice")
+        classes = self.classes(raw)
         dataset = raw.get("dataset", "unknown")
         if not isinstance(dataset, str):
             self(f"dataset is {dataset!r}, not a name")

@@ -66,7 +66,8 @@ class Checkpoint:
 
 def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_args: dict, meta: dict,
                     train_state: dict | None = None) -> None:
-    """`meta` must hold the model's card as meta["card"] (ModelCard.to_json())."""
+    """`meta` must hold the model's card as meta["card"] (ModelCard.to_json(); a line model's
+    LineCard.to_json())."""
     payload = {
         "format": FORMAT,
         "model": {"name": model_name, "args": dict(model_args)},
@@ -86,6 +87,16 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `digitrec train` "
                               "or pass the path of an existing .pt file")
+    raw = read_checkpoint(path)
+    card = ModelCard.from_meta(raw["meta"], str(path))
+    state = raw.get("train_state")
+    return Checkpoint(raw["model"], raw["state_dict"], raw["meta"], card, state if isinstance(state, dict) else None,
+                      path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint file's dict, its layout checked (format, model entry, weights, meta), its card
+    not: the caller reads that (ModelCard, or LineCard for the line model: training/lines.py)."""
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -107,10 +118,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     model = raw["model"]
     if not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
         raise CheckpointError(f"{path}: its model entry {str(model)[:80]} does not name a model and its arguments")
-    card = ModelCard.from_meta(raw["meta"], str(path))
-    state = raw.get("train_state")
-    return Checkpoint({"name": model["name"], "args": model.get("args", {})}, raw["state_dict"], raw["meta"],
-                      card, state if isinstance(state, dict) else None, path)
+    return {**raw, "model": {"name": model["name"], "args": model.get("args", {})}}
 
 
 def load_model(path: Path | str) -> tuple[nn.Module, Checkpoint]:

@@ -3,6 +3,7 @@ the test set, calibrate on the validation split, and write the report with its f
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from .data.load import Dataset, load, split_indices
 from .errors import CheckpointError
 from .metrics import logits_of, metrics_from_logits, metrics_from_probs
 from .report import Report, write_report
+from .training.config import TrainConfig, trained_with
 from .util import resolve_device, write_json
+
+PACKAGE = Path(__file__).resolve().parent  # the installed digitrec: reports are never written into it
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Evaluation:
     calibration: dict = field(default_factory=dict)
     out: Path | None = None
     figures: list[Path] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)  # every file the evaluation wrote, figures included
 
     def summary(self) -> dict:
         """What evaluation.json holds: everything but the probabilities."""
@@ -40,15 +45,16 @@ def _some(classes, k: int = 5) -> str:
     return " ".join(classes[:k]) + (" ..." if len(classes) > k else "")
 
 
-def _dataset_for(ckpts: list[Checkpoint], data: Dataset | None, data_dir, dataset: str | None, log) -> Dataset:
-    """The test data: the checkpoints' own dataset unless `dataset` names another with the same
-    classes (an MNIST model on emnist-digits). The members must share their dataset."""
+def _dataset_for(ckpts: list[Checkpoint], saved: TrainConfig, data: Dataset | None, data_dir, dataset: str | None,
+                 log) -> Dataset:
+    """The test data: the checkpoints' own dataset (`saved`: the first one's training options)
+    unless `dataset` names another with the same classes (an MNIST model on emnist-digits). The
+    members must share their dataset."""
     first = ckpts[0]
     if len({c.card.dataset for c in ckpts}) > 1 or len({c.card.classes for c in ckpts}) > 1:
         raise CheckpointError("the checkpoints were trained on different datasets "
                               f"({', '.join(sorted({c.card.dataset for c in ckpts}))}); an ensemble needs one dataset")
-    ds = data if data is not None else load(dataset or first.meta.get("config", {}).get("dataset", first.card.dataset),
-                                            data_dir)
+    ds = data if data is not None else load(dataset or saved.dataset, data_dir)
     if tuple(ds.spec.classes) != first.card.classes:
         trained = first.card.classes
         raise CheckpointError(
@@ -104,7 +110,12 @@ def _probabilities(loaded: list, device: str):
 
 
 def _default_out(paths: list[Path], first: Checkpoint, ds: Dataset, tta: bool) -> Path:
-    out = paths[0].parent if len(paths) == 1 else paths[0].parent / "ensemble"
+    """Beside the (first) checkpoint, in its run folder; for a checkpoint inside the installed
+    package (the shipped model), a new folder under runs/ instead."""
+    home = paths[0].parent
+    if PACKAGE in paths[0].resolve().parents:
+        home = Path("runs") / f"evaluate-{paths[0].stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = home if len(paths) == 1 else home / "ensemble"
     if ds.spec.name != first.card.dataset:
         out = out / f"on-{ds.spec.name}"  # the run's own report stays as it is
     return out / "tta" if tta else out
@@ -118,10 +129,10 @@ def evaluate(paths: list, out=None, data_dir=None, device: str = "auto", data: D
     paths = [Path(p) for p in paths]
     loaded = [load_model(p) for p in paths]
     ckpts = [c for _, c in loaded]
-    ds = _dataset_for(ckpts, data, data_dir, dataset, log)
     first = ckpts[0]
-    _, va = split_indices(len(ds.train_x), first.meta.get("config", {}).get("val_size", 5000),
-                          first.meta.get("config", {}).get("split_seed", 0))
+    saved = trained_with(first.meta, first.card.dataset, str(first.path))
+    ds = _dataset_for(ckpts, saved, data, data_dir, dataset, log)
+    _, va = split_indices(len(ds.train_x), saved.val_size, saved.split_seed)
     x_val, y_val = ds.train_x[va], ds.train_y[va]
     scored = [_score(model, ckpt, ds, x_val, y_val, device, tta, log) for model, ckpt in loaded]
     probs = torch.stack([lt.softmax(1) for _, lt, _ in scored]).mean(0)
@@ -140,5 +151,6 @@ def evaluate(paths: list, out=None, data_dir=None, device: str = "auto", data: D
     evaluation.figures = write_report(evaluation.out, Report(evaluation, ds.test_x, ds.test_y, ds.spec.classes, run_dirs,
                                                              _probabilities(loaded, device)))
     write_json(evaluation.out / "evaluation.json", evaluation.summary())
+    evaluation.written = [evaluation.out / "report.md", evaluation.out / "evaluation.json", *evaluation.figures]
     log(f"report: {evaluation.out / 'report.md'}")
     return evaluation

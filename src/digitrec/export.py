@@ -1,5 +1,7 @@
-"""ONNX export, and `OnnxModel`, which runs an export with ONNX Runtime behind the torch model's call
-(onnxrun.OnnxRunner does the running, with numpy arrays and without PyTorch).
+"""ONNX export: a checkpoint as an .onnx file that stands on its own, checked against PyTorch, and
+the cached export of a checkpoint (`cached_onnx`) that the onnx backend runs. Running an export is
+inference's (inference/onnxrun.py; inference/onnxmodel.py behind the torch model's call): this
+module imports nothing from inference, which imports it.
 
 The ONNX file stands on its own, like a checkpoint: its input is `image`, float32
 (batch, 1, 28, 28), normalised as in training; its output `logits` (batch, classes); the
@@ -23,8 +25,9 @@ import torch
 from .checkpoint import FORMAT, load_model
 from .data.fetch import default_data_dir, sha256_file
 from .errors import CheckpointError, require
-from .inference.onnxrun import META_KEY, OnnxRunner
 from .util import atomic_write
+
+META_KEY = "digitrec"  # the metadata_props entry holding the checkpoint's metadata (inference/onnxrun.py reads it)
 
 OPSET = 20
 TOLERANCE = 1e-4  # largest difference in probabilities from PyTorch that an export may show
@@ -53,13 +56,24 @@ def export_onnx(checkpoint: Path | str, out: Path | str | None = None) -> Path:
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = model(x).softmax(1)
-    got = OnnxModel(out)(x).softmax(1)
+    got = _onnx_logits(out, x).softmax(1)
     worst = float((got - want).abs().max())
     if not worst <= TOLERANCE:
         out.unlink(missing_ok=True)
         raise CheckpointError(f"the ONNX export of {checkpoint} differs from PyTorch by {worst:.2g} in "
                               f"probability (allowed: {TOLERANCE}); it was not kept")
     return out
+
+
+def _onnx_logits(path: Path, x: torch.Tensor) -> torch.Tensor:
+    """(B, classes) logits of the export at `path` for `x`, by ONNX Runtime on the CPU."""
+    require("onnxruntime", "checking an ONNX export")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    run = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(run.run(None, {run.get_inputs()[0].name: x.numpy()})[0])
 
 
 def to_onnx(model: torch.nn.Module, example: torch.Tensor, dynamic: dict, input_name: str, key: str, info: dict):
@@ -116,30 +130,3 @@ def cached_onnx(checkpoint: Path | str) -> Path:
             continue
     raise CheckpointError(f"cannot write the ONNX export of {checkpoint}: neither "
                           f"{candidates[0].parent} nor {candidates[1].parent} is writable")
-
-
-class OnnxModel:
-    """A digitrec model run by ONNX Runtime, called like the torch model:
-    float32 (B, 1, 28, 28), normalised -> (B, classes) logits, as torch tensors.
-
-    `path` is a digitrec .onnx file, or a checkpoint, whose export is made or reused.
-    `.meta` is the checkpoint's metadata (classes, normalisation, calibration, ...).
-    """
-
-    training = False  # with eval()/train(), so code written for nn.Module can run it
-
-    def __init__(self, path: Path | str, threads: int = 0):
-        path = Path(path)
-        self.runner = OnnxRunner(path if path.suffix.lower() == ".onnx" else cached_onnx(path), threads)
-        self.path, self.meta, self.model, self.card = self.runner.path, self.runner.meta, self.runner.model, self.runner.card
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.runner(x.detach().to("cpu", torch.float32).numpy()))  # (B, C)
-
-    def eval(self) -> "OnnxModel":
-        return self
-
-    def train(self, mode: bool = True) -> "OnnxModel":
-        if mode:
-            raise ValueError("an ONNX model runs inference only")
-        return self

@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .corrections import Corrections
 from .data.load import load, split_indices
 from .errors import UserError
-from .training.config import FinetuneConfig
+from .training.config import FinetuneConfig, trained_with
 from .metrics import logits_of
 from .util import atomic_write_text, write_json
 
@@ -93,9 +93,9 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
         raise UserError(f"{data} holds no corrections yet; collect some with `digitrec serve --collect {data}` "
                         f"or `digitrec import`")
     kept, held = split(labels, cfg.holdout, cfg.seed)
-    ds = dataset if dataset is not None else load(ckpt.meta.get("config", {}).get("dataset", card.dataset))
-    config = ckpt.meta.get("config", {})
-    tr, va = split_indices(len(ds.train_x), config.get("val_size", 5000), config.get("split_seed", 0))
+    config = trained_with(ckpt.meta, card.dataset, str(checkpoint))  # the options it was trained with
+    ds = dataset if dataset is not None else load(config.dataset, cfg.data_dir)
+    tr, va = split_indices(len(ds.train_x), config.val_size, config.split_seed)
     model = ckpt.build().to(cfg.device)
     user_x, user_y = torch.from_numpy(images), torch.from_numpy(labels)
     held_x, held_y = user_x[held], user_y[held]
@@ -109,7 +109,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     before = measure()
     steps = cfg.steps or max(200, math.ceil(12 * len(kept) / cfg.batch))
     _train(model, card, user_x[kept], user_y[kept], ds.train_x[tr], ds.train_y[tr], cfg, steps,
-           float(config.get("label_smoothing", 0.0)))
+           float(config.label_smoothing))
     after = measure()
     val_logits = logits_of(model, ds.train_x[va], card, cfg.device)
     calibration = calibrate(val_logits, ds.train_y[va])

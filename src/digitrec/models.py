@@ -1,4 +1,5 @@
-"""The model registry: `create_model("seed")`. Every model maps (B, 1, 28, 28) to (B, classes) logits."""
+"""The model registry: `create_model("seed")`. Every model maps (B, 1, 28, 28) to (B, classes) logits.
+Beside them, `LineNet`, the line model's network (training/lines.py), which reads whole strips."""
 
 from __future__ import annotations
 
@@ -109,6 +110,31 @@ def deep(num_classes: int = 10, width: int = 48, dropout: float = 0.1) -> nn.Mod
         nn.Dropout(dropout),
         nn.Linear(w * 2, num_classes),
     )
+
+
+class LineNet(nn.Module):
+    """(B, 1, height, W) strips, W a multiple of 4 -> (B, classes + 1, W / 4) logits, the CTC blank
+    last: convolutions down to a quarter of the width and an eighth of the height, the height
+    folded into channels, 1-d convolutions along the line. Only convolutions: any width runs."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, height: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *conv_bn(1, w // 2), nn.MaxPool2d(2),  # (B, w/2, 16, W/2)
+            *conv_bn(w // 2, w), nn.MaxPool2d(2),  # (B, w, 8, W/4)
+            *conv_bn(w, 2 * w), *conv_bn(2 * w, 2 * w), nn.MaxPool2d((2, 1)),  # (B, 2w, 4, W/4)
+        )
+        folded = 2 * w * height // 8
+        self.head = nn.Sequential(
+            nn.Conv1d(folded, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
+            nn.Conv1d(4 * w, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
+            nn.Conv1d(4 * w, num_classes + 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return self.head(f.flatten(1, 2))
 
 
 def for_inference(model: nn.Module) -> nn.Module:

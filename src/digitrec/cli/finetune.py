@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
-from .options import field_comments
+from .options import config_options, config_values
 
 
 def add_arguments(p) -> None:
@@ -17,11 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="a corrections folder (`digitrec serve --collect DIR`, `digitrec import`)")
     p.add_argument("--out", type=Path, default=None, help="where to write best.pt (default: runs/finetune-<date>-<time>)")
-    comments = field_comments(FinetuneConfig)
-    for f in dataclasses.fields(FinetuneConfig):
-        default = f.default
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(default), default=default,
-                       help=comments.get(f.name, ""))
+    config_options(p, FinetuneConfig)
 
 
 def run(args) -> int:
@@ -29,7 +24,7 @@ def run(args) -> int:
     from ..training.config import FinetuneConfig
     from ..inference.backends import packaged_checkpoint
 
-    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)}).check()
+    cfg = FinetuneConfig(**config_values(args, FinetuneConfig)).check()
     checkpoint = args.checkpoint or packaged_checkpoint()
     out = args.out or Path("runs") / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}"
     finetune(checkpoint, args.data, out, cfg)

@@ -14,6 +14,40 @@ def field_comments(cls) -> dict[str, str]:
     return dict(re.findall(r"^\s+(\w+): .*?#\s*(.*)$", inspect.getsource(cls), re.M))
 
 
+def config_options(p: argparse.ArgumentParser, cls, unset: bool = False, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the config dataclass `cls` (but those in `skip`): --the-name, its
+    help the field's end-of-line comment (a field without one is a bug), its default shown, a
+    `Literal` field's values as `choices`, a bool as --name/--no-name. With `unset`, every
+    option's default is None, so that a recipe fills in the options not given (the field's own
+    default is still what the help shows)."""
+    import dataclasses
+    import typing
+
+    comments, hints, defaults = field_comments(cls), typing.get_type_hints(cls), cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if not comments.get(f.name):
+            raise TypeError(f"{cls.__name__}.{f.name} has no comment to serve as its --help")
+        default, hint, text = getattr(defaults, f.name), hints[f.name], comments[f.name]
+        if "default" not in text and default is not None:
+            text = f"{text} (default: {default})"
+        flag, given = "--" + f.name.replace("_", "-"), None if unset else default
+        if hint is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=given, help=text)
+            continue
+        values = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        kind = {int: int, float: float}.get(hint, str)  # `epochs: float = 6` takes 0.5
+        p.add_argument(flag, dest=f.name, type=kind, default=given, choices=values, help=text)
+
+
+def config_values(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
+    """The values of the options `config_options` declared for `cls`, by field name."""
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
+
+
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its default, unless it has none worth showing (None, a
     flag that is off) or the help already says it."""

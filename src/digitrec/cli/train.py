@@ -1,48 +1,26 @@
-"""`digitrec train`: every TrainConfig field is an option, its help and default read from the
-config's own comments; enum options are `choices` from its Literal annotations."""
+"""`digitrec train`: every TrainConfig field is an option (options.config_options: its help and
+default read from the config's own comments; enum options are `choices` from its Literal
+annotations)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
-import typing
 from pathlib import Path
 
 from ..errors import UserError
-from .options import field_comments
-
-NONE_DEFAULTS = {"data_dir": "$DIGITREC_DATA or ~/.cache/digitrec"}  # what a None default means
-
-
-def _config_fields():
-    from ..training.config import TrainConfig
-
-    comments = field_comments(TrainConfig)
-    return [(f, comments.get(f.name, "")) for f in dataclasses.fields(TrainConfig)]
+from .options import config_options, config_values
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..training.config import RECIPES, TrainConfig, choices
+    from ..training.config import RECIPES, TrainConfig
 
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="a named recipe to start from; options below override it (default: seed)")
-    defaults, enums, hints = TrainConfig(), choices(), typing.get_type_hints(TrainConfig)
-    for f, comment in _config_fields():
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        shown = NONE_DEFAULTS.get(f.name, default)
-        if f.name == "model_args":
-            p.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
-                           help="extra model argument, repeatable (e.g. --model-arg width=32)")
-        elif isinstance(default, bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{comment} (default: {default})")
-        else:
-            kind = {int: int, float: float}.get(hints[f.name], str)  # the annotation: `epochs: float = 6`
-            p.add_argument(flag, dest=f.name, type=kind, default=None, choices=enums.get(f.name),
-                           help=f"{comment} (default: {shown})")
+    config_options(p, TrainConfig, unset=True, skip=("model_args",))
+    p.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
+                   help="extra model argument, repeatable (e.g. --model-arg width=32)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<date>-<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue an interrupted run from RUN_DIR/last.pt (default: start a new run)")
@@ -92,7 +70,9 @@ def _config(args):
             raise UserError(f"{run / 'config.json'} is not valid JSON ({e}); the run cannot be resumed") from None
         cfg = from_saved(saved, str(run / "config.json"))
         return cfg, run, (run / "last.pt").exists()  # killed before its first checkpoint: start again
-    overrides = {f.name: getattr(args, f.name) for f, _ in _config_fields() if f.name != "model_args"}
+    from ..training.config import TrainConfig
+
+    overrides = config_values(args, TrainConfig, skip=("model_args",))
     overrides["model_args"] = parse_model_args(args.model_args) if args.model_args else None
     cfg = config_from(args.recipe or "seed", **overrides)
     out = args.out or Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -101,8 +81,21 @@ def _config(args):
     return cfg, out, False
 
 
+def _refuse_gpu_recipe_on_cpu(args, cfg) -> None:
+    """The gpu recipe runs for hours on a CPU: without CUDA it starts only where --device says so."""
+    if args.recipe != "gpu" or cfg.device != "auto":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("--recipe gpu is made for a CUDA GPU, and this PyTorch sees none; on the CPU it takes "
+                        "hours (about four times --recipe best). Run it there anyway with --device cpu, or "
+                        "use --recipe best")
+
+
 def run(args) -> int:
     cfg, out, resume = _config(args)  # every option checked before torch is imported
+    _refuse_gpu_recipe_on_cpu(args, cfg)
     from ..training.distributed import dist_info, leave
     from ..training.loop import TrainingInterrupted, train
 

@@ -7,7 +7,8 @@ trained on lines composed from MNIST training digits (training/lines.py) and run
 ONNX Runtime, without torch.
 
     strip    a line's ink (from the ink map) -> the model's input: the ink's box scaled to
-             INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right
+             INK_HEIGHT px high, in a strip HEIGHT px high, PAD px of paper left and right (a
+             LineModel's own: its card's geometry, card.LineCard)
     greedy   per-frame probabilities -> characters: label, all probabilities (the blank left
              out), and the frame each one was read at; decode_counts: the best reading with
              exactly k characters, for every k (where the caller knows how many there are)
@@ -23,39 +24,44 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..card import LINE_HEIGHT, LINE_INK_HEIGHT, LINE_PAD, LINE_STRIDE, LineCard
 from ..errors import CheckpointError
+from ..ink import EDGE, PREPARATION, box_stroke, dilate
 from .onnxrun import session
 from .predictor import softmax
-from ..ink import EDGE, PREPARATION, box_stroke, dilate
 
-HEIGHT = 32  # the strip's height
-INK_HEIGHT = 24  # the line's ink box, scaled to this height (its digits about 20 px high, as in MNIST)
-PAD = 8  # paper left and right of the ink
-STRIDE = 4  # strip pixels per output frame
+# The geometry of every line model so far (a LineCard that does not say otherwise): the defaults.
+HEIGHT = LINE_HEIGHT  # the strip's height
+INK_HEIGHT = LINE_INK_HEIGHT  # the line's ink box, scaled to this height (its digits about 20 px high, as in MNIST)
+PAD = LINE_PAD  # paper left and right of the ink
+STRIDE = LINE_STRIDE  # strip pixels per output frame
 META_KEY = "digitrec.lines"
 
 
-def strip(ink: np.ndarray) -> tuple[np.ndarray, float, int]:
+def strip(ink: np.ndarray, card: LineCard | None = None) -> tuple[np.ndarray, float, int]:
     """A line's ink (float, 1 = ink, holding only this line) -> (the model input (HEIGHT, W)
     float32 with W a multiple of STRIDE, k, left): the strip's column c shows the ink's column
     left + (c - PAD) / k. Strokes too thin to survive the scaling are widened first, as
-    preprocess.thicken does for one character. An empty line gives an empty strip."""
+    preprocess.thicken does for one character. An empty line gives an empty strip. The
+    geometry is `card`'s (LineModel.strip), or without one the defaults above."""
+    height, ink_height, pad, stride = (HEIGHT, INK_HEIGHT, PAD, STRIDE) if card is None else (
+        card.height, card.ink_height, card.pad, card.stride)
     rows, cols = np.nonzero((ink >= EDGE).any(1))[0], np.nonzero((ink >= EDGE).any(0))[0]
     if not len(rows):
-        return np.zeros((HEIGHT, 2 * PAD), np.float32), 1.0, 0
+        return np.zeros((height, 2 * pad), np.float32), 1.0, 0
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    k = INK_HEIGHT / (bottom - top)
+    k = ink_height / (bottom - top)
     width = box_stroke(ink, (left, top, right, bottom))
     r = int(np.ceil((PREPARATION.stroke / k - width) / 2)) if width * k < PREPARATION.min_stroke else 0
     top, bottom, left, right = max(top - r, 0), min(bottom + r, ink.shape[0]), max(left - r, 0), min(right + r, ink.shape[1])
     crop = dilate(ink[top:bottom, left:right].astype(np.float32), r)
-    k = INK_HEIGHT / (bottom - top)
+    k = ink_height / (bottom - top)
     w = max(1, round((right - left) * k))
-    scaled = np.clip(np.asarray(Image.fromarray(crop, "F").resize((w, INK_HEIGHT), Image.Resampling.LANCZOS)), 0, 1)
-    total = -(-(w + 2 * PAD) // STRIDE) * STRIDE
-    out = np.zeros((HEIGHT, total), np.float32)
-    y = (HEIGHT - INK_HEIGHT) // 2
-    out[y : y + INK_HEIGHT, PAD : PAD + w] = scaled
+    scaled = np.clip(np.asarray(Image.fromarray(crop, "F").resize((w, ink_height), Image.Resampling.LANCZOS)), 0, 1)
+    total = -(-(w + 2 * pad) // stride) * stride
+    out = np.zeros((height, total), np.float32)
+    y = (height - ink_height) // 2
+    out[y : y + ink_height, pad : pad + w] = scaled
     return out, k, left
 
 
@@ -137,7 +143,7 @@ def _runs(frames: np.ndarray, symbols: np.ndarray) -> list[Read]:
     return [_read_at(frames, int(symbols[a]), a, b) for a, b in zip(starts, stops) if symbols[a] != blank]
 
 
-def spans(reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:
+def spans(reads: list[Read], x: np.ndarray, stride: int = STRIDE) -> list[tuple[float, float]]:
     """The strip columns each character covers: the frames a CTC model reads characters at sit at a
     steady offset from their centres (where its view has seen enough), so the centres are the
     frames moved together onto the ink's middle, and neighbours meet halfway between centres;
@@ -146,7 +152,7 @@ def spans(reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:
     if not reads or not len(cols):
         return []
     left, right = float(cols[0]), float(cols[-1] + 1)
-    at = np.array([(r.frame + 0.5) * STRIDE for r in reads])
+    at = np.array([(r.frame + 0.5) * stride for r in reads])
     centres = at - (at.mean() - (left + right) / 2)
     cuts = (centres[1:] + centres[:-1]) / 2
     return list(zip([left, *cuts], [*cuts, right]))
@@ -154,8 +160,9 @@ def spans(reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:
 
 class LineModel:
     """A line model exported by `digitrec train-lines`: `LineModel(path)(strip) -> [Read, ...]`.
-    `.classes` are its class names; `.threshold` the confidence under which a character it
-    reads is `unsure` (chosen on validation lines)."""
+    `.card` (card.LineCard, checked on load) holds its class names (`.classes`), the confidence
+    under which a character it reads is `unsure` (`.threshold`, chosen on validation lines) and
+    the geometry of the strips it reads (`.strip` makes them, `.spans` places its reads)."""
 
     def __init__(self, path: Path | str, threads: int = 0):
         path = Path(path)
@@ -164,15 +171,25 @@ class LineModel:
         self.session = session(path, threads, "the line model")
         try:
             info = json.loads(self.session.get_modelmeta().custom_metadata_map[META_KEY])
-            self.classes: list[str] = [str(c) for c in info["classes"]]
-            self.threshold = float(info["threshold"])
         except Exception as e:  # noqa: BLE001  an ONNX model, but not a digitrec line model
             raise CheckpointError(f"{path} is not a digitrec line model ({type(e).__name__}); "
                                   "train one with `digitrec train-lines`") from None
+        self.card = LineCard.from_meta(info, str(path))
+        self.classes: list[str] = list(self.card.classes)
+        self.threshold = self.card.threshold
         self.path, self.info = path, info
 
+    def strip(self, ink: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """A line's ink -> (strip, k, left) in this model's geometry (module `strip`)."""
+        return strip(ink, self.card)
+
+    def spans(self, reads: list[Read], x: np.ndarray) -> list[tuple[float, float]]:
+        return spans(reads, x, self.card.stride)
+
     def frames(self, x: np.ndarray) -> np.ndarray:
-        """(HEIGHT, W) strip -> (W / STRIDE, C + 1) probabilities per frame."""
+        """(height, W) strip, in the card's geometry -> (W / stride, C + 1) probabilities per frame."""
+        if x.shape[0] != self.card.height:
+            raise ValueError(f"{self.path} reads strips {self.card.height} px high, not {x.shape[0]}")
         logits = self.session.run(None, {self.session.get_inputs()[0].name: x[None, None].astype(np.float32)})[0][0]
         return softmax(logits.T)  # (T, C + 1)
 

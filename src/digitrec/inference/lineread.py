@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..ink import EDGE, ink_map
 from .decode import decode
 from .find import Box, Limits, Piece, line_ink, pieces
-from .linemodel import PAD, LineModel, Read, spans, strip
+from .linemodel import LineModel, Read, strip
 from .predictor import Predictor
 from .reading import Character, LineSource
 from .segment import model_input
@@ -50,8 +50,10 @@ def line_model_for(predictor: Predictor, choice: LineModel | Path | str | None =
 @dataclass
 class Whole:
     """A line as the line model sees it: the strip, its frames' probabilities, and where the
-    strip lies in the ink map (`k`, `left`: see linemodel.strip; `sub`, `l`, `t`: line_ink)."""
+    strip lies in the ink map (`k`, `left`: see linemodel.strip; `sub`, `l`, `t`: line_ink), in
+    the geometry of `model`'s card."""
 
+    model: LineModel
     x: np.ndarray
     frames: np.ndarray
     k: float
@@ -64,7 +66,7 @@ class Whole:
         """The characters read, each with its box in the ink map: the ink in the columns it covers
         (linemodel.spans), its model input and the line model's probabilities."""
         out, sub = [], self.sub
-        for r, span in zip(reads, spans(reads, self.x)):
+        for r, span in zip(reads, self.model.spans(reads, self.x)):
             c0, c1 = self.columns(span)
             part = sub[:, c0:max(c1, c0 + 1)]
             rows, cols = np.nonzero((part >= EDGE).any(1))[0], np.nonzero((part >= EDGE).any(0))[0]
@@ -78,8 +80,9 @@ class Whole:
     def columns(self, span: tuple[float, float]) -> tuple[int, int]:
         """The columns of `sub` that the strip's columns `span` show."""
         s0, s1 = span
-        c0 = max(0, int(np.floor(self.left + (s0 - PAD) / self.k)))
-        return c0, min(self.sub.shape[1], int(np.ceil(self.left + (s1 - PAD) / self.k)))
+        pad = self.model.card.pad
+        c0 = max(0, int(np.floor(self.left + (s0 - pad) / self.k)))
+        return c0, min(self.sub.shape[1], int(np.ceil(self.left + (s1 - pad) / self.k)))
 
     def box_of(self, span: tuple[float, float]) -> Box:
         """The box in the ink map that the strip's columns `span` show, the line's ink rows high."""
@@ -91,10 +94,10 @@ class Whole:
 
 def read_whole(row: list[Piece], ink: np.ndarray, model: LineModel) -> Whole:
     """A line read whole by the line model: its strip and frames (Whole; decode them with
-    linemodel.decode or decode_counts, and Whole.characters gives their boxes)."""
+    linemodel.greedy or decode_counts, and Whole.characters gives their boxes)."""
     sub, l, t = line_ink(row, ink)
-    x, k, left = strip(sub)
-    return Whole(x, model.frames(x), k, left, sub, l, t)
+    x, k, left = model.strip(sub)
+    return Whole(model, x, model.frames(x), k, left, sub, l, t)
 
 
 def one_line_strip(source, limits: Limits = Limits()) -> np.ndarray | None:

@@ -178,7 +178,7 @@ class Predictor:
         return self.card.threshold
 
     def info(self) -> dict:
-        return {"checkpoint": self.path.name, "model": self.meta.get("config", {}).get("model"),
+        return {"checkpoint": self.path.name, "model": self._model.model.get("name"),
                 "dataset": self.card.dataset, "classes": self.classes, "backend": self.backend,
                 "temperature": self.card.temperature, "threshold": self.card.threshold,
                 "calibrated": self.card.calibrated, "test_accuracy": self.meta.get("metrics", {}).get("test_accuracy")}

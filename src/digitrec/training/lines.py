@@ -6,24 +6,25 @@ read whole by a small CNN trained with CTC.
                +-10%, the gaps from clear to overlapping by a third of a digit's width; the
                line drawn at another resolution and pen now and then; then linemodel.strip,
                exactly as the reader prepares a line it found
-    LineNet    convolutions down to a quarter of the width and an eighth of the height, the
-               height folded into channels, 1-d convolutions along the line: a score per class
-               and for the blank every STRIDE pixels. Only convolutions: any width runs
+    LineNet    (models.py) convolutions down to a quarter of the width and an eighth of the
+               height, the height folded into channels, 1-d convolutions along the line: a score
+               per class and for the blank every STRIDE pixels. Only convolutions: any width runs
     rendered   with --conditions (0.5 by default), that share of each batch is drawn instead
                from lines of training digits rendered under real-world conditions and prepared
                by the reader itself (linebank.py: built once, cached)
     training   AdamW with a one-cycle schedule on the CTC loss; validation lines are built from
                the validation split of the training digits (never test digits); --init starts
                from a trained model's weights (a lines.pt, or a lines.onnx: start_from)
-    export     ONNX with a dynamic batch and width, the classes and the `unsure` threshold in
-               its metadata: the reader runs it without torch
+    saved      lines.pt and the resume state state.pt are checkpoints (checkpoint.py; state.pt
+               holds a state.LineState); the model's card is a card.LineCard
+    export     ONNX with a dynamic batch and width, its LineCard (classes, `unsure` threshold,
+               strip geometry) in its metadata: the reader runs it without torch
 """
 
 from __future__ import annotations
 
-import pickle
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,40 +32,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..card import LineCard
+from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
-from ..inference.linemodel import HEIGHT, META_KEY, STRIDE, LineModel, greedy, strip
+from ..inference.linemodel import HEIGHT, INK_HEIGHT, META_KEY, PAD, STRIDE, LineModel, greedy, strip
 from ..ink import dilate
-from ..models import conv_bn, count_parameters
-from .config import LineConfig
+from ..models import LineNet, count_parameters
 from ..util import atomic_write, say, write_json
+from .config import LineConfig, from_json
+from .state import LineState
 
 CLEAR = (0.1, 1.2)  # gaps between digits, in units of a digit's ink width: clear...
 TOUCHING = (-0.35, 0.1)  # ...or touching and overlapping (each line is one or the other)
 EVERY = 250  # steps between progress lines and saved states
-
-
-class LineNet(nn.Module):
-    """(B, 1, HEIGHT, W) strips, W a multiple of STRIDE -> (B, classes + 1, W / STRIDE) logits,
-    the blank last."""
-
-    def __init__(self, num_classes: int = 10, width: int = 32):
-        super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            *conv_bn(1, w // 2), nn.MaxPool2d(2),  # (B, w/2, 16, W/2)
-            *conv_bn(w // 2, w), nn.MaxPool2d(2),  # (B, w, 8, W/4)
-            *conv_bn(w, 2 * w), *conv_bn(2 * w, 2 * w), nn.MaxPool2d((2, 1)),  # (B, 2w, 4, W/4)
-        )
-        folded = 2 * w * HEIGHT // 8
-        self.head = nn.Sequential(
-            nn.Conv1d(folded, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
-            nn.Conv1d(4 * w, 4 * w, 5, padding=2, bias=False), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True),
-            nn.Conv1d(4 * w, num_classes + 1, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
-        return self.head(f.flatten(1, 2))
 
 
 # ----------------------------------------------------------------------------- lines
@@ -139,22 +119,29 @@ def unsure_threshold(results: list[tuple[str, float]], truths: list[str]) -> flo
 # ----------------------------------------------------------------------------- training
 
 
+@dataclass
+class LineData:
+    """What the line trainer draws from: the training split's digits, the validation lines, and
+    with --conditions the rendered lines (linebank.py) for training and for the record."""
+
+    x: np.ndarray  # (N, 28, 28) uint8 training-split digits
+    y: np.ndarray  # (N,) their labels
+    classes: list[str]
+    val: list  # [(strip, (n,) labels)]
+    rendered_val: list  # [(strip uint8, (n,) labels)], with --conditions
+    bank: dict | None  # length -> [(strip uint8, labels)], with --conditions
+
+
 def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
     """Train a line model into `out` (lines.pt, lines.onnx, lines.json); returns its metrics.
-    Every EVERY steps the whole state is saved (state.pt): run again to go on from there."""
-    from ..data.load import load, split_indices
-
+    Every EVERY steps the whole state is saved (state.pt, a checkpoint with a LineState): run
+    again to go on from there."""
     torch.manual_seed(cfg.seed)
-    ds = load(cfg.dataset)
-    tr, va = split_indices(len(ds.train_x), cfg.val_size, 0)
-    x, y = ds.train_x.numpy(), ds.train_y.numpy()
-    classes = [str(c) for c in ds.spec.classes]
-    val = validation_lines(x[va.numpy()], y[va.numpy()], cfg.val_lines, cfg.max_length, cfg.seed)
-    rendered_val, bank = rendered(cfg, x, y, tr.numpy(), va.numpy(), log)
-    x, y = x[tr.numpy()], y[tr.numpy()]
-    model = LineNet(len(classes), cfg.width)
+    data = line_data(cfg, log)
+    model = LineNet(len(data.classes), cfg.width, HEIGHT)
     if cfg.init:
-        start_from(model, Path(cfg.init), batch_of(x, y, np.random.default_rng(cfg.seed + 7), 64, cfg.max_length)[0])
+        start_from(model, Path(cfg.init),
+                   batch_of(data.x, data.y, np.random.default_rng(cfg.seed + 7), 64, cfg.max_length)[0])
         log(f"starting from the weights of {cfg.init}")
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -164,32 +151,57 @@ def train_lines(out: Path, cfg: LineConfig, log=say) -> dict:
     log(f"line model: {count_parameters(model):,} parameters; steps {start + 1} to {cfg.steps}, {cfg.batch} lines each")
     t0, seen = time.perf_counter(), None
     for step in range(start + 1, cfg.steps + 1):
-        xb, yb, frames = batch_of(x, y, rng, cfg.batch, cfg.max_length, bank, cfg.conditions)
-        logp = model(xb.contiguous(memory_format=torch.channels_last)).log_softmax(1).permute(2, 0, 1)  # (T, B, C+1)
-        loss = F.ctc_loss(logp, yb, frames, torch.full((cfg.batch,), yb.shape[1]), blank=len(classes),
-                          zero_infinity=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        seen = float(loss.detach()) if seen is None else 0.98 * seen + 0.02 * float(loss.detach())
+        loss = train_step(model, opt, sched, data, rng, cfg)
+        seen = loss if seen is None else 0.98 * seen + 0.02 * loss
         if step % EVERY == 0 or step == cfg.steps:
             log(f"step {step}/{cfg.steps}  loss {seen:.4f}  {time.perf_counter() - t0:.0f} s")
-            keep_state(out / "state.pt", cfg, step, model, opt, sched, rng)
-    results = read_strips(model, [s for s, _ in val], classes)
-    truths = ["".join(classes[int(v)] for v in t) for _, t in val]
+            keep_state(out / "state.pt", cfg, step, model, opt, sched, rng, data.classes)
+    metrics = score(model, data, log)
+    metrics.update(train_seconds=time.perf_counter() - t0, parameters=count_parameters(model), config=asdict(cfg))
+    save(model, out, data.classes, metrics)
+    return metrics
+
+
+def line_data(cfg: LineConfig, log) -> LineData:
+    """The digits of the training split (the validation split only in validation lines)."""
+    from ..data.load import load, split_indices
+
+    ds = load(cfg.dataset, cfg.data_dir)
+    tr, va = split_indices(len(ds.train_x), cfg.val_size, 0)
+    x, y = ds.train_x.numpy(), ds.train_y.numpy()
+    val = validation_lines(x[va.numpy()], y[va.numpy()], cfg.val_lines, cfg.max_length, cfg.seed)
+    rendered_val, bank = rendered(cfg, x, y, tr.numpy(), va.numpy(), log)
+    return LineData(x[tr.numpy()], y[tr.numpy()], [str(c) for c in ds.spec.classes], val, rendered_val, bank)
+
+
+def train_step(model: nn.Module, opt, sched, data: LineData, rng: np.random.Generator, cfg: LineConfig) -> float:
+    """One AdamW step on a batch of lines of one length, by the CTC loss; the loss."""
+    xb, yb, frames = batch_of(data.x, data.y, rng, cfg.batch, cfg.max_length, data.bank, cfg.conditions)
+    logp = model(xb.contiguous(memory_format=torch.channels_last)).log_softmax(1).permute(2, 0, 1)  # (T, B, C+1)
+    loss = F.ctc_loss(logp, yb, frames, torch.full((cfg.batch,), yb.shape[1]), blank=len(data.classes),
+                      zero_infinity=True)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def score(model: nn.Module, data: LineData, log) -> dict:
+    """Lines read whole on validation (and rendered validation lines), and the `unsure` threshold."""
+    classes = data.classes
+    results = read_strips(model, [s for s, _ in data.val], classes)
+    truths = ["".join(classes[int(v)] for v in t) for _, t in data.val]
     accuracy = float(np.mean([r[0] == t for r, t in zip(results, truths)]))
-    metrics = {"val_line_accuracy": accuracy, "val_lines": len(val), "threshold": unsure_threshold(results, truths),
-               "train_seconds": time.perf_counter() - t0, "parameters": count_parameters(model), "config": asdict(cfg)}
-    log(f"validation lines read whole: {100 * accuracy:.2f}% of {len(val)}")
-    if rendered_val:
-        got = read_strips(model, [s.astype(np.float32) / 255 for s, _ in rendered_val], classes)
-        want = ["".join(classes[int(v)] for v in t) for _, t in rendered_val]
+    metrics = {"val_line_accuracy": accuracy, "val_lines": len(data.val), "threshold": unsure_threshold(results, truths)}
+    log(f"validation lines read whole: {100 * accuracy:.2f}% of {len(data.val)}")
+    if data.rendered_val:
+        got = read_strips(model, [s.astype(np.float32) / 255 for s, _ in data.rendered_val], classes)
+        want = ["".join(classes[int(v)] for v in t) for _, t in data.rendered_val]
         metrics["val_rendered_accuracy"] = float(np.mean([g[0] == w for g, w in zip(got, want)]))
-        metrics["val_rendered_lines"] = len(rendered_val)
+        metrics["val_rendered_lines"] = len(data.rendered_val)
         log(f"validation lines rendered under real-world conditions, read whole: "
-            f"{100 * metrics['val_rendered_accuracy']:.2f}% of {len(rendered_val)}")
-    save(model, out, classes, metrics)
+            f"{100 * metrics['val_rendered_accuracy']:.2f}% of {len(data.rendered_val)}")
     return metrics
 
 
@@ -205,7 +217,7 @@ def rendered(cfg: LineConfig, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: 
     from .linebank import bank
 
     jobs = max(1, os.cpu_count() or 1)
-    cache = default_data_dir()
+    cache = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
     vs, vy, _ = bank(x[va], y[va], max(1, cfg.val_lines // 2), cfg.seed + 1, cache, cfg.max_length, jobs, log=log)
     ts, ty, facts = bank(x[tr], y[tr], cfg.bank, cfg.seed, cache, cfg.max_length, jobs, log=log)
     by_length: dict[int, list] = {}
@@ -218,15 +230,13 @@ def rendered(cfg: LineConfig, x: np.ndarray, y: np.ndarray, tr: np.ndarray, va: 
 
 def start_from(model: LineNet, path: Path, calibration: torch.Tensor) -> None:
     """The weights of a trained line model: a lines.pt as saved, or a lines.onnx, whose batch
-    norms the export folded into the convolutions before them: each is unfolded (its scale and
-    shift set to the statistics of its convolution's output on `calibration` strips, (B, 1,
-    HEIGHT, W)), so that the network computes what the export does and trains on from there."""
+    norms the export folded into the convolutions before them (unfold)."""
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist: --init takes a lines.onnx or lines.pt")
     if path.suffix == ".pt":
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
-        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+            model.load_state_dict(read_checkpoint(path)["state_dict"])
+        except (RuntimeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path} is not a line model of this shape ({str(e).splitlines()[0][:160]}): give "
                                   f"--width as it was trained with") from None
         return
@@ -241,62 +251,82 @@ def start_from(model: LineNet, path: Path, calibration: torch.Tensor) -> None:
                                   f"it was trained with, or start from a lines.pt")
     model.eval()
     with torch.no_grad():
-        for (name, conv), (_, norm) in zip(layers[:-1], layers[1:]):
-            if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                continue
-            if f"{name}.weight_bias" not in weights:
-                raise CheckpointError(f"{path} has no folded batch norm after {name}: start from a lines.pt")
-            conv.weight.copy_(weights[f"{name}.weight"])
-            seen = []
-            hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
-            model(calibration)
-            hook.remove()
-            dims = [0, 2, 3] if seen[0].dim() == 4 else [0, 2]
-            mean, var = seen[0].mean(dims), seen[0].var(dims, unbiased=False)
-            norm.running_mean.copy_(mean)
-            norm.running_var.copy_(var)
-            norm.weight.copy_((var + norm.eps).sqrt())
-            norm.bias.copy_(mean + weights[f"{name}.weight_bias"])
-        last, conv = layers[-1]
-        conv.weight.copy_(weights[f"{last}.weight"])
-        conv.bias.copy_(weights[f"{last}.bias"])
+        unfold(model, layers, weights, calibration, path)
     model.train()
 
 
-def keep_state(path: Path, cfg: LineConfig, step: int, model, opt, sched, rng: np.random.Generator) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": asdict(cfg), "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-             "sched": sched.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+def unfold(model: LineNet, layers: list, weights: dict, calibration: torch.Tensor, path: Path) -> None:
+    """Each batch norm after a convolution, unfolded from the export's folded weights: its scale
+    and shift set to the statistics of its convolution's output on `calibration` strips (B, 1,
+    HEIGHT, W), so that the network computes what the export does and trains on from there."""
+    for (name, conv), (_, norm) in zip(layers[:-1], layers[1:]):
+        if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            continue
+        if f"{name}.weight_bias" not in weights:
+            raise CheckpointError(f"{path} has no folded batch norm after {name}: start from a lines.pt")
+        conv.weight.copy_(weights[f"{name}.weight"])
+        seen = []
+        hook = conv.register_forward_hook(lambda m, i, o: seen.append(o))
+        model(calibration)
+        hook.remove()
+        dims = [0, 2, 3] if seen[0].dim() == 4 else [0, 2]
+        mean, var = seen[0].mean(dims), seen[0].var(dims, unbiased=False)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.weight.copy_((var + norm.eps).sqrt())
+        norm.bias.copy_(mean + weights[f"{name}.weight_bias"])
+    last, conv = layers[-1]
+    conv.weight.copy_(weights[f"{last}.weight"])
+    conv.bias.copy_(weights[f"{last}.bias"])
+
+
+def _card(classes: list[str], threshold: float = 0.5) -> LineCard:
+    """The card of a line model trained here: today's strip geometry (inference/linemodel.py)."""
+    return LineCard(tuple(classes), float(threshold), HEIGHT, INK_HEIGHT, PAD, STRIDE)
+
+
+def keep_state(path: Path, cfg: LineConfig, step: int, model, opt, sched, rng: np.random.Generator,
+               classes: list[str]) -> None:
+    """state.pt: a checkpoint (checkpoint.py) of the weights, the options and a LineState."""
+    state = LineState(step, opt.state_dict(), sched.state_dict(), rng.bit_generator.state, torch.get_rng_state())
+    save_checkpoint(path, model, "lines", {"num_classes": len(classes), "width": cfg.width, "height": HEIGHT},
+                    {"card": _card(classes).to_json(), "config": asdict(cfg)}, state.to_dict())
 
 
 def resume(path: Path, cfg: LineConfig, model, opt, sched, rng: np.random.Generator, log) -> int:
     """The step to go on from: that of the saved state where it was trained with this config, else 0."""
     if not path.is_file():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != asdict(cfg):
+    try:
+        raw = read_checkpoint(path)
+        state = LineState.from_dict(raw.get("train_state"), str(path))
+        saved = from_json(LineConfig, raw["meta"].get("config"), str(path))
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; cannot go on from it: delete it to start again, or give another --out") from None
+    if not cfg.same_run(saved):
         log(f"{path} was trained with other options; starting again")
         return 0
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    rng.bit_generator.state = state["rng"]
-    torch.set_rng_state(state["torch_rng"])
-    log(f"going on from step {state['step']} ({path})")
-    return int(state["step"])
+    model.load_state_dict(raw["state_dict"])
+    opt.load_state_dict(state.optimizer)
+    sched.load_state_dict(state.scheduler)
+    rng.bit_generator.state = state.rng
+    torch.set_rng_state(state.torch_rng)
+    log(f"going on from step {state.step} ({path})")
+    return int(state.step)
 
 
 def save(model: nn.Module, out: Path, classes: list[str], metrics: dict) -> Path:
-    """lines.pt (weights, classes, config), lines.json (metrics) and lines.onnx (what the reader
-    runs), the export checked against the torch model."""
+    """lines.pt (a checkpoint: weights, card, options, metrics), lines.json (metrics) and
+    lines.onnx (what the reader runs, the card in its metadata), the export checked against
+    the torch model."""
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
-    info = {"classes": classes, "threshold": metrics["threshold"], "width": metrics["config"]["width"],
-            "height": HEIGHT, "stride": STRIDE, "val_line_accuracy": metrics["val_line_accuracy"]}
-    atomic_write(out / "lines.pt", lambda tmp: torch.save({"state": model.state_dict(), "info": info}, tmp))
+    card, width = _card(classes, metrics["threshold"]), metrics["config"]["width"]
+    save_checkpoint(out / "lines.pt", model, "lines", {"num_classes": len(classes), "width": width, "height": card.height},
+                    {"card": card.to_json(), "config": metrics["config"], "metrics": metrics})
     write_json(out / "lines.json", metrics)
-    return export(model, out / "lines.onnx", info)
+    return export(model, out / "lines.onnx",
+                  {**card.to_json(), "width": width, "val_line_accuracy": metrics["val_line_accuracy"]})
 
 
 def export(model: nn.Module, path: Path, info: dict) -> Path:
@@ -320,9 +350,10 @@ def export(model: nn.Module, path: Path, info: dict) -> Path:
     return path
 
 
-def load_lines(path: Path) -> tuple[nn.Module, dict]:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = LineNet(len(saved["info"]["classes"]), saved["info"]["width"])
-    model.load_state_dict(saved["state"])
-    return model.eval(), saved["info"]
-
+def load_lines(path: Path) -> tuple[nn.Module, LineCard]:
+    """A lines.pt's network (eval mode) and its card."""
+    raw = read_checkpoint(Path(path))
+    card = LineCard.from_meta(raw["meta"].get("card"), str(path))
+    model = LineNet(**raw["model"]["args"])
+    model.load_state_dict(raw["state_dict"])
+    return model.eval(), card

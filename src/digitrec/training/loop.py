@@ -8,11 +8,8 @@ the test set is scored once at the end, for the report.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
-import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -22,22 +19,20 @@ from typing import Callable
 
 import torch
 
-from ..augment import AffineAug, Augment
-from ..calibrate import calibrate
+from ..augment import Augment
 from ..card import ModelCard
-from ..checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
-from ..data.load import Dataset, load, split_indices
+from ..checkpoint import load_checkpoint, save_checkpoint, unwrap
+from ..data.load import Dataset, load
 from ..errors import UserError
 from ..metrics import logits_of, metrics_from_logits
 from ..models import check_model, count_parameters, create_model
-from ..util import atomic_write_text, clock, environment, resolve_device, write_json
-from . import distributed, graph
-from .step import batch_loss
+from ..util import clock, environment, resolve_device, write_json
+from . import distributed, graph, inputs
 from .config import TrainConfig
+from .inputs import Split
+from .records import finish, write_history
 from .state import TrainState
-
-
-OUTLIER_BANK = 12_000  # shapes in the --outliers bank: 6,000 of each kind
+from .step import batch_loss
 
 
 class TrainingInterrupted(Exception):
@@ -78,17 +73,6 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def write_history(out: Path, history: list[dict], step_losses: list[float]) -> None:
-    buf = io.StringIO()
-    if history:
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-    atomic_write_text(out / "history.csv", buf.getvalue())
-    atomic_write_text(out / "steps.csv", "step,loss\n" + "".join(
-        f"{i},{loss:.6g}\n" for i, loss in enumerate(step_losses)))
-
-
 @contextmanager
 def interrupt_flag():
     """A list that becomes non-empty on Ctrl-C (SIGINT), so training stops after the step it is in.
@@ -117,6 +101,7 @@ class Run:
     out: Path
     device: str
     ds: Dataset
+    split: Split  # the training/validation split, computed once (inputs.Split)
     card: ModelCard
     x_train: torch.Tensor  # (N, 1, 28, 28) normalised, on the device
     y_train: torch.Tensor  # (N,) on the device
@@ -163,79 +148,8 @@ class Run:
                         {**self.meta, **(extra or {})}, state.to_dict() if state is not None else None)
 
 
-def augmentation(cfg: TrainConfig) -> Augment | None:
-    """The per-image augmentation the options ask for, or None."""
-    extras = {"elastic": cfg.aug_elastic, "stroke": cfg.aug_stroke, "blur": cfg.aug_blur,
-              "contrast": cfg.aug_contrast}
-    if not (cfg.augment or any(extras.values())):
-        return None
-    affine = AffineAug(cfg.aug_rotate, cfg.aug_scale, cfg.aug_shear, cfg.aug_translate) if cfg.augment else None
-    return Augment(affine, **extras)
-
-
-def _outliers(cfg: TrainConfig, ds: Dataset, device: str) -> torch.Tensor | None:
-    """With --outliers, the bank of shapes that are not characters (training/outliers.py), made
-    from training-split digits only, normalised, on the device."""
-    if not cfg.outliers:
-        return None
-    from .outliers import bank
-
-    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    return _inputs(cfg, ds, bank(ds.train_x[tr], OUTLIER_BANK, cfg.seed), device)
-
-
-def _inputs(cfg: TrainConfig, ds: Dataset, x: torch.Tensor, device: str) -> torch.Tensor:
-    """(N, 28, 28) uint8 images -> (N, 1, 28, 28) normalised model inputs on the device, in the
-    memory format training uses."""
-    out = ds.spec.card().normalise(x).to(device)
-    return out.contiguous(memory_format=torch.channels_last) if cfg.channels_last else out
-
-
-def _renders(cfg: TrainConfig, ds: Dataset, device: str, log) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, dict]:
-    """With --real-world, the bank of training-split digits rendered under real-world conditions
-    and prepared by preprocess() (training/renders.py; built once, cached beside the data),
-    normalised, on the device; and the facts of its making (for metrics.json)."""
-    if not cfg.real_world:
-        return None, {}
-    from ..data.fetch import default_data_dir
-    from .renders import bank
-
-    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    cache = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-    with distributed.rank_zero_first():  # under torchrun, rank 0 renders; the others read its cache
-        x, y, facts = bank(ds.train_x[tr].numpy(), ds.train_y[tr].numpy(), cfg.real_world_bank, cfg.seed, cache,
-                           jobs=max(1, os.cpu_count() or 1), log=log)
-    log(f"real-world bank: {facts['kept']:,} of {facts['renders']:,} renders kept"
-        + (f", {facts['rendered_now']:,} rendered now at {facts['images_per_second']} images/s"
-           if facts["rendered_now"] else " (cached)"))
-    return (_inputs(cfg, ds, torch.from_numpy(x), device), torch.from_numpy(y).to(device)), facts
-
-
-def _teachers(cfg: TrainConfig, ds: Dataset, device: str, log) -> torch.Tensor | None:
-    """With --teacher, the teachers' mean probabilities of every training-split image (each
-    teacher reading the images as its own training did), on the device; computed once."""
-    if not cfg.teacher:
-        return None
-    tr, _ = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    probs = []
-    for path in cfg.teacher.split(","):
-        model, ckpt = load_model(Path(path.strip()))
-        if ckpt.card.num_classes != ds.spec.num_classes:
-            raise UserError(f"teacher {path} has {ckpt.card.num_classes} classes; {ds.spec.name} has {ds.spec.num_classes}")
-        probs.append(logits_of(model.to(device), ds.train_x[tr], ckpt.card, device).float().softmax(1).cpu())
-        log(f"teacher {path}: read {len(tr):,} training images")
-    return torch.stack(probs).mean(0).to(device)
-
-
-def _data(cfg: TrainConfig, ds: Dataset, device: str):
-    if not 0 < cfg.val_size < len(ds.train_x):
-        raise UserError(f"--val-size {cfg.val_size} must be between 1 and {len(ds.train_x) - 1}: "
-                        f"{ds.spec.name} has {len(ds.train_x):,} training images")
-    tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    return _inputs(cfg, ds, ds.train_x[tr], device), ds.train_y[tr].to(device), ds.train_x[va], ds.train_y[va]
-
-
 def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run:
+    """Everything a run works with: data (split once), model, optimiser, schedule, the banks."""
     rank = distributed.dist_info()[0]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -246,37 +160,49 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
     t = clock()
     ds = data if data is not None else load(cfg.dataset, cfg.data_dir)
     loaded = clock() - t
-    x_train, y_train, x_val, y_val = _data(cfg, ds, device)
+    split = Split.of(cfg, ds)  # the one split of this run: every bank and score below uses it
     model_args = dict(cfg.model_args, num_classes=ds.spec.num_classes)
     model = create_model(cfg.model, **model_args).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, total_steps))
-    ema = None
-    if cfg.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    aug = augmentation(cfg)
-    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.startswith("cuda"))
-    card = ds.spec.card()
     log = (lambda *_: None) if (quiet or rank != 0) else (lambda s: print(s, flush=True))
     t = clock()
-    renders, made = _renders(cfg, ds, device, log)
-    phases = {"data": loaded, **({"renders": clock() - t} if renders is not None else {})}
-    meta = {"card": card.to_json(), "dataset": {**ds.spec.to_json(), "checksums": ds.checksums},
+    renders, made = inputs.renders(cfg, ds, split, device, log)
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.startswith("cuda"))
+    return Run(
+        cfg=cfg, out=Path(out), device=device, ds=ds, split=split, card=ds.spec.card(),
+        x_train=inputs.model_inputs(cfg, ds, ds.train_x[split.train], device),
+        y_train=ds.train_y[split.train].to(device), x_val=ds.train_x[split.val], y_val=ds.train_y[split.val],
+        model=model, forward=model, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, total_steps)),
+        ema=_ema(cfg, model), aug=inputs.augmentation(cfg), outliers=inputs.outliers(cfg, ds, split, device),
+        renders=renders, soft=inputs.teachers(cfg, ds, split, device, log),
+        shuffle_gen=torch.Generator().manual_seed(cfg.seed),
+        aug_gen=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
+        amp=torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, model_args=model_args,
+        meta=_meta(cfg, ds, device, model, made), log=log,
+        phases={"data": loaded, **({"renders": clock() - t} if renders is not None else {})})
+
+
+def _ema(cfg: TrainConfig, model: torch.nn.Module) -> torch.nn.Module | None:
+    """With --ema, the exponential moving average of the model's weights (buffers too)."""
+    if not cfg.ema:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+
+
+def _meta(cfg: TrainConfig, ds: Dataset, device: str, model: torch.nn.Module, made: dict) -> dict:
+    """The metadata every checkpoint of the run carries (checkpoint.py)."""
+    return {"card": ds.spec.card().to_json(), "dataset": {**ds.spec.to_json(), "checksums": ds.checksums},
             "config": dataclasses.asdict(cfg), "environment": environment(device),
             "parameters": count_parameters(model),
             **({"real_world": {k: v for k, v in made.items() if k != "folder"}} if made else {})}
-    return Run(cfg, Path(out), device, ds, card, x_train, y_train, x_val, y_val, model, model, optimizer, scheduler,
-               ema, aug, _outliers(cfg, ds, device), renders, _teachers(cfg, ds, device, log),
-               torch.Generator().manual_seed(cfg.seed),
-               torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
-               torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),
-               steps_per_epoch, total_steps, model_args, meta, log, phases)
 
 
 def start_or_resume(run: Run, resume: bool) -> TrainState:
@@ -444,45 +370,3 @@ def end_epoch(run: Run, state: TrainState, epoch: int, seconds: float) -> None:
     run.log(f"epoch {epoch + 1:>3}/{run.n_epochs}  train loss {row['train_loss']:.4f}  "
             f"val loss {row['val_loss']:.4f}  val acc {100 * row['val_accuracy']:.2f}%  "
             f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s")
-
-
-def finish(run: Run, state: TrainState, t_start: float) -> dict:
-    """Score the kept checkpoint, reloaded from disk, on every split; calibrate it on validation;
-    write metrics.json (with where the run's time went), and the calibrated card and metrics
-    into best.pt."""
-    ds, cfg = run.ds, run.cfg
-    tr, va = split_indices(len(ds.train_x), cfg.val_size, cfg.split_seed)
-    with run.timed("scoring"):
-        model, ckpt = load_model(run.out / "best.pt")
-        model.to(run.device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
-        card, scores, logits = ckpt.card, {}, {}
-        for name, x, y in (("train", ds.train_x[tr], ds.train_y[tr]), ("val", ds.train_x[va], ds.train_y[va]),
-                           ("test", ds.test_x, ds.test_y)):
-            logits[name] = logits_of(model, x, card, run.device)
-            scores[name] = metrics_from_logits(logits[name], y, card.num_classes).to_json()
-        calibration = calibrate(logits["val"], ds.train_y[va])
-    run.phases["training"] = state.train_time
-    wall = clock(run.device) - t_start
-    metrics = {
-        "model": ckpt.model, "parameters": ckpt.meta["parameters"], "best_epoch": state.best["epoch"],
-        **{f"{k}_loss": v["loss"] for k, v in scores.items()},
-        **{f"{k}_accuracy": v["accuracy"] for k, v in scores.items()},
-        "per_class_accuracy": dict(zip(card.classes, scores["test"]["per_class_accuracy"])),
-        "confusion": scores["test"]["confusion"],
-        "train_seconds": state.train_time, "warmup_seconds": run.phases["warm-up"], "wall_seconds": wall,
-        "phases": run.phases, "seed": cfg.seed, "calibration": calibration, "dataset": ckpt.meta["dataset"],
-        **({"real_world": ckpt.meta["real_world"]} if "real_world" in ckpt.meta else {}),
-        **ckpt.meta["environment"],
-    }
-    with run.timed("writing"):
-        write_json(run.out / "metrics.json", metrics)
-        # The metrics travel inside the best checkpoint too, so it stands on its own.
-        calibrated = card.with_calibration(calibration["temperature"], calibration["threshold"])
-        ckpt_meta = {**ckpt.meta, "card": calibrated.to_json(), "calibration": calibration,
-                     "metrics": {k: metrics[k] for k in ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss")}}
-        save_checkpoint(run.out / "best.pt", model, ckpt.name, ckpt.model["args"], ckpt_meta)
-    chosen = "best" if cfg.keep == "best" else "kept"
-    run.log(f"{chosen} epoch {state.best['epoch']}: val acc {100 * metrics['val_accuracy']:.2f}%  "
-            f"test acc {100 * metrics['test_accuracy']:.2f}%  ({state.train_time:.1f}s training, {wall:.1f}s in all: "
-            + ", ".join(f"{v:.1f}s {k}" for k, v in run.phases.items() if k != "training") + ")")
-    return metrics

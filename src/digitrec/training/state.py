@@ -1,6 +1,7 @@
 """The resume state: everything `digitrec train --resume` needs to continue a run as if it had
 never stopped, as one type. It is written into last.pt as `train_state` (a dict of tensors,
-numbers and lists, so it loads with weights_only=True) and read back by `TrainState.from_dict`."""
+numbers and lists, so it loads with weights_only=True) and read back by `TrainState.from_dict`.
+`LineState` is the same for the line trainer (training/lines.py), in its state.pt."""
 
 from __future__ import annotations
 
@@ -37,8 +38,29 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, raw, where: str) -> "TrainState":
-        needed = ("epoch", "batch", "history", "step_losses", "best", "train_time", "shuffle_gen_epoch",
-                  "aug_gen", "torch_rng", "optimizer", "scheduler")
-        if not isinstance(raw, dict) or any(k not in raw for k in needed):
-            raise CheckpointError(f"{where} holds no complete training state to resume from")
-        return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
+        return _from_dict(cls, raw, where, ("epoch", "batch", "history", "step_losses", "best", "train_time",
+                                            "shuffle_gen_epoch", "aug_gen", "torch_rng", "optimizer", "scheduler"))
+
+
+@dataclass
+class LineState:
+    """Where the line trainer stands after `step` steps; its weights are the checkpoint's own."""
+
+    step: int = 0  # optimiser steps taken
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    rng: dict | None = None  # the numpy generator's state: which lines come next
+    torch_rng: torch.Tensor | None = None  # the global CPU generator
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw, where: str) -> "LineState":
+        return _from_dict(cls, raw, where, tuple(cls.__dataclass_fields__))
+
+
+def _from_dict(cls, raw, where: str, needed: tuple[str, ...]):
+    if not isinstance(raw, dict) or any(k not in raw for k in needed):
+        raise CheckpointError(f"{where} holds no complete training state to resume from")
+    return cls(**{k: raw.get(k) for k in cls.__dataclass_fields__})
