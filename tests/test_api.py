@@ -427,3 +427,54 @@ def test_feedback_round_trip(predictor, tmp_path):
     assert [int(v) for v in labels] == [3, 5, 1] and rows[0]["original"] == "mine.png"
     assert np.array_equal(images[0], preprocess(png("3")).image)
     assert np.array_equal(images[1], np.asarray(Image.open(io.BytesIO(preview))))
+
+
+def serve_collect(monkeypatch, synth_run, folder) -> tuple[int, list]:
+    """`digitrec serve --collect folder` with uvicorn faked: (exit code, uvicorn.run's calls)."""
+    import uvicorn
+
+    from digitrec.cli.main import main
+
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append((app, kw)))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", str(port), "--collect",
+                 str(folder)]), ran
+
+
+def test_serve_refuses_a_damaged_corrections_folder_at_start(monkeypatch, synth_run, tmp_path, capsys):
+    """Issue: a truncated image file made every POST a 500 while the server started happily."""
+    from digitrec.corrections import IMAGES, LOG, Corrections
+
+    folder = Corrections(tmp_path / "c", tuple("0123456789"))
+    for i in range(5):
+        folder.add(np.full((28, 28), 40 * i, np.uint8), str(i))
+    with open(tmp_path / "c" / IMAGES, "r+b") as f:
+        f.truncate(16 + 2 * 784)
+    code, ran = serve_collect(monkeypatch, synth_run, tmp_path / "c")
+    assert code == 2 and ran == []
+    assert "truncated" in capsys.readouterr().err
+    # a missing log beside intact IDX files: recovered, said so, and nothing is cut back
+    folder = Corrections(tmp_path / "d", tuple("0123456789"))
+    for i in range(48):
+        folder.add(np.full((28, 28), i, np.uint8), str(i % 10))
+    (tmp_path / "d" / LOG).unlink()
+    code, ran = serve_collect(monkeypatch, synth_run, tmp_path / "d")
+    err = capsys.readouterr().err
+    assert code == 0 and len(ran) == 1 and "48 so far" in err and "48 recovered" in err
+    assert len(Corrections(tmp_path / "d", tuple("0123456789")).load()[0]) == 48
+
+
+def test_a_folder_damaged_while_serving_is_a_503_in_words(predictor, tmp_path):
+    from digitrec.corrections import IMAGES, Corrections
+
+    folder = Corrections(tmp_path / "c", tuple(predictor.classes))
+    with TestClient(create_app(predictor, max_upload=MAX_UPLOAD, collect=folder), raise_server_exceptions=False) as c:
+        assert c.post("/api/feedback?label=3", content=png("3")).status_code == 200
+        assert c.post("/api/feedback?label=4", content=png("4")).status_code == 200
+        with open(tmp_path / "c" / IMAGES, "r+b") as f:
+            f.truncate(16 + 784 + 10)
+        assert_json_error(c.post("/api/feedback?label=3", content=png("3")), 503, "truncated")

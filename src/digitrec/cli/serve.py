@@ -62,6 +62,24 @@ def _limits(args):
     return ConnectionLimits(**{name: getattr(args, name) for name in LIMITS})
 
 
+def _collect(args, card):
+    """The corrections folder of --collect, checked (a damaged one is refused here, in words,
+    not at every request), or None."""
+    if args.collect is None:
+        return None
+    from ..corrections import Corrections
+    from ..util import say
+
+    if args.collect_max < 1:
+        raise UserError(f"--collect-max must be at least 1, not {args.collect_max}")
+    collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
+    state = collect.prepare()
+    recovered = (f", {state.recovered:,} recovered from the IDX files: their log rows were missing"
+                 if state.recovered else "")
+    say(f"collecting corrections in {args.collect} ({state.samples:,} so far{recovered}; at most {args.collect_max:,})")
+    return collect
+
+
 def run(args) -> int:
     require("serve", "`digitrec serve`")
     import uvicorn
@@ -85,15 +103,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(1)
-    collect = None
-    if args.collect is not None:
-        from ..corrections import Corrections
-
-        if args.collect_max < 1:
-            raise UserError(f"--collect-max must be at least 1, not {args.collect_max}")
-        card = predictor.card
-        collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
-        say(f"collecting corrections in {args.collect} ({len(collect)} so far, at most {args.collect_max:,})")
+    collect = _collect(args, predictor.card)
     app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits,
                      collect=collect, read_limits=Limits(args.max_characters))
     predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait

@@ -33,7 +33,7 @@ import typing
 from importlib import resources
 
 from .connections import ConnectionLimits
-from ..errors import PreprocessError
+from ..errors import DigitrecError, PreprocessError
 from ..inference.decode import MAX_BYTES, MAX_PIXELS
 from ..inference.predictor import Answer
 from .uploads import ApiError, ClientGone, ImageQueue, UploadMemory
@@ -334,3 +334,6 @@ def _keep(predictor, collect, image: bytes, label: str, is_input: bool, original
         return collect.add(x, label, original)
     except CorrectionsFull as e:
         raise ApiError(507, str(e)) from None
+    except DigitrecError as e:  # damaged since the server started (checked then): said, not a 500
+        log.error("corrections refused: %s", e)
+        raise ApiError(503, f"the corrections folder cannot take samples: {e}") from None
