@@ -218,3 +218,15 @@ def test_a_damaged_folder_is_refused_in_words_and_left_as_it_was(tmp_path, how):
             attempt()
         assert str(folder) in str(e.value)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "a refused folder is not touched"
+
+
+def test_spreadsheet_formulas_are_neutralised_in_the_log(tmp_path):
+    c = Corrections(tmp_path / "c", DIGITS)
+    for name in ("=1+1", "+cmd|' /C calc'!A0", "-1", "@x", "\tx", "'=quoted already", "plain"):
+        c.add(sample(0), "0", name, predicted="=2")
+    text = (tmp_path / "c" / LOG).read_text()
+    assert "\n=" not in text and ",=" not in text and ",+" not in text and ",-" not in text and ",@" not in text
+    _, _, rows = c.load()
+    assert [r["original"] for r in rows] == ["=1+1", "+cmd|' /C calc'!A0", "-1", "@x", "\tx", "'=quoted already",
+                                             "plain"]
+    assert {r["predicted"] for r in rows} == {"=2"}

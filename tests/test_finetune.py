@@ -106,3 +106,22 @@ def test_a_model_worse_on_the_dataset_is_not_kept_unless_asked(synth_run, tmp_pa
     assert "| class |" in (tmp_path / "ft" / "report.md").read_text()
     assert main([*args, "--out", str(tmp_path / "kept"), "--keep-worse"]) == 0
     assert load_checkpoint(tmp_path / "kept" / "best.pt").meta["finetune"]["kept"] is True
+
+
+def test_contradictory_and_duplicate_corrections_are_left_out_and_reported(synth_run, tmp_path, capsys):
+    """Issue: the same image stored under all ten labels went through finetune without a word."""
+    labels = list(range(10)) * 3
+    images = styled(torch.tensor(labels), seed=11)
+    poison = np.repeat(images[:1], 10, axis=0)  # one image under every label
+    twice = np.repeat(images[5:6], 2, axis=0)  # one image sent three times with its label
+    folder = _folder(tmp_path / "corr", labels + list(range(10)) + [5, 5], np.concatenate([images, poison, twice]))
+    assert len(folder) == 42
+    assert main(["finetune", "--checkpoint", str(synth_run / "best.pt"), "--data", str(tmp_path / "corr"),
+                 "--out", str(tmp_path / "ft"), "--steps", "10", "--keep-worse"]) == 0
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    # images[0] (label 0) is also in `poison`: its 11 samples disagree, all are left out
+    assert m["left_out"] == {"contradictory": 11, "contradictory_images": 1, "duplicates": 2}
+    assert m["corrections"] == 42 and m["trained_on"] + m["held_out"] == 42 - 13
+    out = capsys.readouterr().out
+    assert "11 contradictory" in out and "2 duplicates" in out
+    assert "contradictory" in (tmp_path / "ft" / "report.md").read_text()

@@ -51,13 +51,14 @@ class CorrectionsFull(DataError):
 
 
 def safe_cell(text: str) -> str:
-    """`text` as a spreadsheet shows it, never runs it: a leading ' before = + - @ tab or CR."""
-    return "'" + text if text.startswith(FORMULA) else text
+    """`text` as a spreadsheet shows it, never runs it: a leading ' before = + - @ tab or CR
+    (and before a leading ', so that plain_cell gives back any text)."""
+    return "'" + text if text.startswith(FORMULA + ("'",)) else text
 
 
 def plain_cell(text: str) -> str:
     """The text safe_cell was given."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA + ("'",)) else text
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def _write_log(path: Path, rows) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, LOG_FIELDS)
     w.writeheader()
-    w.writerows({k: str(v) for k, v in r.items()} for r in rows)
+    w.writerows({k: safe_cell(str(v)) for k, v in r.items()} for r in rows)
     atomic_write_text(path, buf.getvalue())
 
 
@@ -279,7 +280,7 @@ class Corrections:
             row = {"index": n, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label": label,
                    "predicted": predicted, "original": " ".join(original.splitlines())[:300], "recovered": ""}
             buf = io.StringIO()
-            csv.DictWriter(buf, LOG_FIELDS).writerow({k: str(v) for k, v in row.items()})
+            csv.DictWriter(buf, LOG_FIELDS).writerow({k: safe_cell(str(v)) for k, v in row.items()})
             with open(self.folder / LOG, "a", encoding="utf-8") as f:  # the commit
                 f.write(buf.getvalue())
                 f.flush()

@@ -102,10 +102,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     cfg.check()
     ckpt = load_checkpoint(checkpoint)
     card = ckpt.card
-    images, labels, _ = Corrections(Path(data), card.classes).load()  # checked: damage is refused in words
-    if len(labels) == 0:
-        raise UserError(f"{data} holds no corrections yet; collect some with `digitrec serve --collect {data}` "
-                        f"or `digitrec import`")
+    images, labels, left_out, total = _corrections(Path(data), card.classes, log)
     kept, held = split(labels, cfg.holdout, cfg.seed)
     ds = dataset if dataset is not None else load(ckpt.meta.get("config", {}).get("dataset", card.dataset))
     config = ckpt.meta.get("config", {})
@@ -127,7 +124,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     _train(model, card, user_x[kept], user_y[kept], ds.train_x[tr], ds.train_y[tr], cfg, steps,
            float(config.get("label_smoothing", 0.0)))
     after = measure()
-    metrics = {"before": before, "after": after, "scored_on": score_on, "corrections": len(labels),
+    metrics = {"before": before, "after": after, "scored_on": score_on, "corrections": total, "left_out": left_out,
                "trained_on": len(kept), "held_out": len(held), "steps": steps, "config": dataclasses.asdict(cfg),
                "source": str(checkpoint), "classes": list(card.classes),
                **judge(before, after, len(held), card.classes, keep_worse)}
@@ -137,6 +134,40 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     for line in warnings(metrics, ds.spec.name, Path(out)):
         log(line)
     return metrics
+
+
+def clean(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(indices kept, counts left out). Samples with the same image are one sample: if their
+    labels disagree, none is kept (no label of theirs can be trusted; one person can store an
+    image under every label), else the first is kept and the rest are duplicates."""
+    if len(labels) == 0:
+        return np.zeros(0, np.int64), {"contradictory": 0, "contradictory_images": 0, "duplicates": 0}
+    _, first, group = np.unique(images.reshape(len(images), -1), axis=0, return_index=True, return_inverse=True)
+    group = group.reshape(-1)
+    pairs = np.unique(np.stack([group, labels]), axis=1)  # (2, distinct (image, label) pairs)
+    labels_per_image = np.bincount(pairs[0], minlength=len(first))
+    bad = labels_per_image[group] > 1  # (N,) in a group whose labels disagree
+    keep = np.sort(first[labels_per_image == 1])
+    return keep, {"contradictory": int(bad.sum()), "contradictory_images": int((labels_per_image > 1).sum()),
+                  "duplicates": int(len(labels) - bad.sum() - len(keep))}
+
+
+def _corrections(data: Path, classes, log) -> tuple[np.ndarray, np.ndarray, dict, int]:
+    """(images, labels, left out, how many the folder holds): the folder's samples, checked (damage
+    is refused in words), contradictory and duplicate ones left out and said so."""
+    images, labels, _ = Corrections(data, classes).load()
+    if len(labels) == 0:
+        raise UserError(f"{data} holds no corrections yet; collect some with `digitrec serve --collect {data}` "
+                        f"or `digitrec import`")
+    keep, left_out = clean(images, labels)
+    if left_out["contradictory"] or left_out["duplicates"]:
+        log(f"left out {left_out['contradictory']} contradictory corrections ({left_out['contradictory_images']} "
+            f"images stored under different labels: none of their labels is trusted) and {left_out['duplicates']} "
+            "duplicates (the first of each image is kept)")
+    if len(keep) == 0:
+        raise UserError(f"{data} holds no corrections to learn from: every image in it is stored under different "
+                        "labels; delete the folder and collect again")
+    return images[keep], labels[keep], left_out, len(labels)
 
 
 def judge(before: dict, after: dict, held: int, classes, keep_worse: bool) -> dict:
@@ -197,14 +228,15 @@ def summary(m: dict, dataset: str) -> str:
 
 
 def report(m: dict, dataset: str, out: Path = Path(".")) -> str:
-    b, a = m["before"], m["after"]
+    b, a, lo = m["before"], m["after"], m["left_out"]
     rows = [f"| {name} | {_pct(cb)} | {_pct(ca)} | {_pct(hb)} | {_pct(ha)} |" for name, cb, ca, hb, ha in
             zip(m["classes"], b["per_class"], a["per_class"], b["held_out_per_class"], a["held_out_per_class"])]
     return "\n".join([
         "# Fine-tuning report", "",
         f"Started from `{m['source']}`; {m['corrections']} corrections, {m['trained_on']} learned from and "
         f"{m['held_out']} held out to measure; {m['steps']} steps mixed with replayed {dataset} training digits "
-        f"({m['seconds']:.1f} s).", "",
+        f"({m['seconds']:.1f} s). Left out: {lo['contradictory']} contradictory corrections ({lo['contradictory_images']} "
+        f"images under different labels: none kept) and {lo['duplicates']} duplicates (the first of each kept).", "",
         *[f"- {line}" for line in warnings(m, dataset, out)], "",
         "| | before | after |", "|---|---:|---:|",
         f"| {dataset} {m['scored_on']} accuracy | {_pct(b['dataset_accuracy'])} | {_pct(a['dataset_accuracy'])} |",
