@@ -230,3 +230,11 @@ def test_spreadsheet_formulas_are_neutralised_in_the_log(tmp_path):
     assert [r["original"] for r in rows] == ["=1+1", "+cmd|' /C calc'!A0", "-1", "@x", "\tx", "'=quoted already",
                                              "plain"]
     assert {r["predicted"] for r in rows} == {"=2"}
+
+
+def test_a_folder_that_cannot_be_one_is_refused_in_words(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DataError, match="cannot be used as a corrections folder"):
+        Corrections(tmp_path / "file", DIGITS).prepare()
+    with pytest.raises(DataError, match="cannot be used as a corrections folder"):
+        Corrections(tmp_path / "file", DIGITS).add(sample(0), "0")

@@ -103,6 +103,7 @@ def test_a_model_worse_on_the_dataset_is_not_kept_unless_asked(synth_run, tmp_pa
     assert len(collapsed) >= 3 and "0" not in collapsed and f"class {collapsed[0]}" in text
     before, after = m["before"]["per_class"], m["after"]["per_class"]
     assert len(before) == len(after) == 10 and after[0] >= before[0] - 1e-9
+    assert "each class, synthetic test: 0 " in text
     assert "| class |" in (tmp_path / "ft" / "report.md").read_text()
     assert main([*args, "--out", str(tmp_path / "kept"), "--keep-worse"]) == 0
     assert load_checkpoint(tmp_path / "kept" / "best.pt").meta["finetune"]["kept"] is True

@@ -201,7 +201,8 @@ class Corrections:
     def check(self) -> FolderState:
         """What the folder holds (samples without a log row counted as recovered), or DataError
         in words if it is damaged. Reads only."""
-        return _state(self.folder, tuple(self.classes))
+        with self._in_words():
+            return _state(self.folder, tuple(self.classes))
 
     def load(self) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """(images (N, 28, 28) uint8, labels (N,) int64, log rows): the committed samples, checked."""
@@ -213,6 +214,15 @@ class Corrections:
         return images.reshape(n, SIZE, SIZE), state.labels, list(state.rows)
 
     # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def _in_words(self):
+        """OSError (a file where the folder should be, no permission, a full disk) as a DataError."""
+        try:
+            yield
+        except OSError as e:
+            raise DataError(f"{self.folder} cannot be used as a corrections folder: {e.strerror or e} "
+                            f"({e.filename or self.folder})") from None
 
     @contextmanager
     def _locked(self):
@@ -228,7 +238,7 @@ class Corrections:
     def prepare(self) -> FolderState:
         """Check the folder and make it ready to take samples (as `serve --collect` starts): a new
         one gets its files, recovered samples their log rows. DataError in words if damaged."""
-        with self._locked():
+        with self._in_words(), self._locked():
             return self._repair()
 
     def _repair(self) -> FolderState:
@@ -263,7 +273,7 @@ class Corrections:
             raise UserError(f"a correction is a (28, 28) uint8 model input, not {image.dtype} {image.shape}")
         if label not in self.classes:
             raise UserError(f"label {label!r} is not one of the model's classes ({', '.join(self.classes)})")
-        with self._locked():
+        with self._in_words(), self._locked():
             n = self._repair().samples
             if n >= self.max_samples:
                 raise CorrectionsFull(f"{self.folder} holds its cap of {self.max_samples:,} samples; "

@@ -131,7 +131,7 @@ def finetune(checkpoint: Path | str, data: Path | str, out: Path | str, cfg: Fin
     _save(Path(out), model, ckpt, metrics, ds, va, cfg.device, t0)
     log(f"fine-tuned on {len(kept)} corrections ({steps} steps, {metrics['seconds']:.1f} s): "
         + summary(metrics, ds.spec.name))
-    for line in warnings(metrics, ds.spec.name, Path(out)):
+    for line in [per_class_line(metrics, ds.spec.name), *cautions(metrics, ds.spec.name, Path(out))]:
         log(line)
     return metrics
 
@@ -199,7 +199,13 @@ def _save(out: Path, model, ckpt, metrics: dict, ds, va, device: str, t0: float)
     atomic_write_text(out / "report.md", report(metrics, ds.spec.name, out))
 
 
-def warnings(m: dict, dataset: str, out: Path) -> list[str]:
+def per_class_line(m: dict, dataset: str) -> str:
+    pairs = ", ".join(f"{name} {_pct(b)} -> {_pct(a)}" for name, b, a in
+                      zip(m["classes"], m["before"]["per_class"], m["after"]["per_class"]))
+    return f"each class, {dataset} {m['scored_on']}: {pairs}"
+
+
+def cautions(m: dict, dataset: str, out: Path) -> list[str]:
     """What a person must know before using the result: too few held out, classes lost, not kept."""
     lines, held = [], m["held_out"]
     if not m["held_out_enough"]:
@@ -237,7 +243,7 @@ def report(m: dict, dataset: str, out: Path = Path(".")) -> str:
         f"{m['held_out']} held out to measure; {m['steps']} steps mixed with replayed {dataset} training digits "
         f"({m['seconds']:.1f} s). Left out: {lo['contradictory']} contradictory corrections ({lo['contradictory_images']} "
         f"images under different labels: none kept) and {lo['duplicates']} duplicates (the first of each kept).", "",
-        *[f"- {line}" for line in warnings(m, dataset, out)], "",
+        *[f"- {line}" for line in cautions(m, dataset, out)], "",
         "| | before | after |", "|---|---:|---:|",
         f"| {dataset} {m['scored_on']} accuracy | {_pct(b['dataset_accuracy'])} | {_pct(a['dataset_accuracy'])} |",
         f"| held-out corrections | {_pct(b['held_out_accuracy'])} | {_pct(a['held_out_accuracy'])} |", "",

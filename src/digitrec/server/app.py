@@ -293,9 +293,16 @@ def _read_route(app, predictor, queue: ImageQueue, max_pixels: int, limits) -> N
 def _feedback_route(app, predictor, queue: ImageQueue, max_pixels: int, collect) -> None:
     from fastapi import Query, Request
 
+    extra = openapi_extra(queue.max_upload)
+    del extra["requestBody"]["content"]["multipart/form-data"]  # a page elsewhere may send it: refused (guard.py)
+
     @app.post("/api/feedback", summary="Keep a correction: this image is this label (with --collect)",
-              openapi_extra=openapi_extra(queue.max_upload),
-              responses={**ERRORS, 403: {"description": "the server was not started with --collect"},
+              openapi_extra=extra,
+              responses={**ERRORS, 403: {"description": "the server was not started with --collect, or the request "
+                                                        "came from another site's page or named an unknown host"},
+                         415: {"description": "not an image, or a text/plain or form body"},
+                         422: {"description": "a label not among the classes, no ink, a parameter given twice"},
+                         503: {"description": "busy, or the corrections folder was damaged"},
                          507: {"description": "the corrections folder is full"}})
     async def feedback(request: Request,
                        label: str = Query(..., description="the right label, one of the model's classes"),
