@@ -104,7 +104,7 @@ def main(argv=None) -> int:
             for img, label in zip(images[:n], labels[:n]):
                 folder.add(img, base.classes[label])
             m = finetune(checkpoint, folder.folder, Path(tmp) / f"run{n}", cfg, dataset=ds, log=lambda *_: None,
-                         score_on=args.split)
+                         score_on=args.split, keep_worse=True)
             tuned = Predictor(Path(tmp) / f"run{n}" / "best.pt")
             err = float((tuned.probabilities(list(held_x)).argmax(1) != held_y).mean())
             rows.append((n, err, m["after"]["dataset_accuracy"], m["seconds"]))

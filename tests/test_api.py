@@ -427,3 +427,171 @@ def test_feedback_round_trip(predictor, tmp_path):
     assert [int(v) for v in labels] == [3, 5, 1] and rows[0]["original"] == "mine.png"
     assert np.array_equal(images[0], preprocess(png("3")).image)
     assert np.array_equal(images[1], np.asarray(Image.open(io.BytesIO(preview))))
+
+
+def serve_collect(monkeypatch, synth_run, folder) -> tuple[int, list]:
+    """`digitrec serve --collect folder` with uvicorn faked: (exit code, uvicorn.run's calls)."""
+    import uvicorn
+
+    from digitrec.cli.main import main
+
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append((app, kw)))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--port", str(port), "--collect",
+                 str(folder)]), ran
+
+
+def test_serve_refuses_a_damaged_corrections_folder_at_start(monkeypatch, synth_run, tmp_path, capsys):
+    """Issue: a truncated image file made every POST a 500 while the server started happily."""
+    from digitrec.corrections import IMAGES, LOG, Corrections
+
+    folder = Corrections(tmp_path / "c", tuple("0123456789"))
+    for i in range(5):
+        folder.add(np.full((28, 28), 40 * i, np.uint8), str(i))
+    with open(tmp_path / "c" / IMAGES, "r+b") as f:
+        f.truncate(16 + 2 * 784)
+    code, ran = serve_collect(monkeypatch, synth_run, tmp_path / "c")
+    assert code == 2 and ran == []
+    assert "truncated" in capsys.readouterr().err
+    # a missing log beside intact IDX files: recovered, said so, and nothing is cut back
+    folder = Corrections(tmp_path / "d", tuple("0123456789"))
+    for i in range(48):
+        folder.add(np.full((28, 28), i, np.uint8), str(i % 10))
+    (tmp_path / "d" / LOG).unlink()
+    code, ran = serve_collect(monkeypatch, synth_run, tmp_path / "d")
+    err = capsys.readouterr().err
+    assert code == 0 and len(ran) == 1 and "48 so far" in err and "48 recovered" in err
+    assert len(Corrections(tmp_path / "d", tuple("0123456789")).load()[0]) == 48
+
+
+def test_a_folder_damaged_while_serving_is_a_503_in_words(predictor, tmp_path):
+    from digitrec.corrections import IMAGES, Corrections
+
+    folder = Corrections(tmp_path / "c", tuple(predictor.classes))
+    with TestClient(create_app(predictor, max_upload=MAX_UPLOAD, collect=folder), raise_server_exceptions=False) as c:
+        assert c.post("/api/feedback?label=3", content=png("3")).status_code == 200
+        assert c.post("/api/feedback?label=4", content=png("4")).status_code == 200
+        with open(tmp_path / "c" / IMAGES, "r+b") as f:
+            f.truncate(16 + 784 + 10)
+        assert_json_error(c.post("/api/feedback?label=3", content=png("3")), 503, "truncated")
+
+
+# ----------------------------------------------------------------------------- poisoned corrections
+
+
+def gray_png(value: int, size: int = 28) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (size, size), value).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def collecting(predictor, tmp_path):
+    """(client of a server collecting into tmp_path/c, the folder), Host and Origin its own."""
+    from digitrec.corrections import Corrections
+
+    folder = Corrections(tmp_path / "c", tuple(predictor.classes))
+    app = create_app(predictor, max_upload=MAX_UPLOAD, collect=folder, allowed_hosts=("127.0.0.1", "localhost"))
+    with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
+        yield c, folder
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_an_image_without_ink_is_refused_with_or_without_input(collecting, value):
+    """Issue: with input=1 an all-black or all-white 28x28 image was stored."""
+    c, folder = collecting
+    for query in ("label=3&input=1", "label=3"):
+        assert_json_error(c.post(f"/api/feedback?{query}", content=gray_png(value)), 422, "no ink")
+    assert len(folder) == 0
+
+
+def test_the_log_keeps_the_models_answer_and_no_spreadsheet_formula(collecting, predictor):
+    c, folder = collecting
+    originals = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tx", "ok.png"]
+    for name in originals:
+        assert c.post("/api/feedback", params={"label": "3", "original": name}, content=png("3")).status_code == 200
+    _, _, rows = folder.load()
+    assert [r["original"] for r in rows] == originals  # read back as given
+    assert all(r["predicted"] == predictor.predict_image(png("3"))[0].label for r in rows)
+    import csv
+
+    with open(folder.folder / "log.csv", newline="") as f:
+        cells = [cell for row in csv.reader(f) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+
+
+def test_repeated_query_parameters_are_refused(collecting):
+    """Issue: ?label=1&label=2 stored 2."""
+    c, folder = collecting
+    assert_json_error(c.post("/api/feedback?label=1&label=2", content=png("1")), 422, "label")
+    assert_json_error(c.post("/api/feedback?label=1&original=a&original=b", content=png("1")), 422, "more than once")
+    assert len(folder) == 0
+
+
+def test_an_overlong_label_is_not_echoed_back(collecting):
+    """Issue: a 100,000-character label came back in a 100 KB 422 (httpx sends at most 64 KB of URL)."""
+    c, _ = collecting
+    r = c.post("/api/feedback", params={"label": "7" * 60_000}, content=png("7"))
+    assert_json_error(r, 422, "not one of the model's classes")
+    assert len(r.content) < 1000
+
+
+@pytest.mark.parametrize("headers", [{"origin": "http://evil.example"}, {"origin": "null"},
+                                     {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+                                     {"content-type": "text/plain"},
+                                     {"content-type": "application/x-www-form-urlencoded"},
+                                     {"content-type": "multipart/form-data; boundary=x"}])
+def test_writes_from_another_origin_are_refused(collecting, headers):
+    """Issue: a page elsewhere stored corrections with fetch(..., {mode: "no-cors"})."""
+    c, folder = collecting
+    r = c.post("/api/feedback?label=3", content=png("3"), headers=headers)
+    assert r.status_code in (403, 415), r.text
+    assert len(folder) == 0
+    # the page's own request, and a script's (no Origin), are kept
+    same = {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin", "content-type": "application/json"}
+    image = {"image": base64.b64encode(png("3")).decode()}
+    assert c.post("/api/feedback?label=3", json=image, headers=same).status_code == 200
+    assert c.post("/api/feedback?label=3", content=png("3")).status_code == 200
+
+
+def test_unknown_host_names_are_refused(collecting):
+    """Issue: DNS rebinding: the Host header was not checked."""
+    c, folder = collecting
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
+        assert_json_error(c.post("/api/feedback?label=3", content=png("3"), headers={"host": host}), 403, "host")
+        assert_json_error(c.get("/api/health", headers={"host": host}), 403, "--allowed-host")
+    assert c.get("/api/health", headers={"host": "localhost:8000"}).status_code == 200
+    assert len(folder) == 0
+
+
+def test_serve_allows_its_own_host_and_warns_when_collecting_in_the_open(monkeypatch, synth_run, tmp_path, capsys):
+    import uvicorn
+
+    from digitrec.cli.main import main
+
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(app))
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    assert main(["serve", "--checkpoint", str(synth_run / "best.pt"), "--host", "0.0.0.0", "--port", str(port),
+                 "--collect", str(tmp_path / "c"), "--allowed-host", "digits.example"]) == 0
+    assert "anyone who can reach it can store" in capsys.readouterr().err
+    with TestClient(ran[0], base_url=f"http://digits.example:{port}", raise_server_exceptions=False) as c:
+        assert c.get("/api/health").status_code == 200
+        assert c.get("/api/health", headers={"host": "[::1]"}).status_code == 200
+        assert c.get("/api/health", headers={"host": "other.example"}).status_code == 403
+
+
+@pytest.mark.parametrize("route", ["/api/feedback?label=3", "/api/predict"])
+def test_deeply_nested_or_oversized_json_is_a_4xx(collecting, route):
+    c, _ = collecting
+    json_type = {"content-type": "application/json"}
+    nested = b'{"image": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_json_error(c.post(route, content=nested, headers=json_type), 400, "nested")
+    assert_json_error(c.post(route, content=b'{"image": "' + b"A" * (2 * MAX_UPLOAD) + b'"}', headers=json_type), 413)

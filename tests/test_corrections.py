@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec.corrections import IMAGES, LABELS, LOG, Corrections, CorrectionsFull, import_labelled
-from digitrec.errors import UserError
+from digitrec.corrections import (IMAGES, LABELS, LOG, LOG_FIELDS, META, Corrections, CorrectionsFull,
+                                  import_labelled)
+from digitrec.errors import DataError, UserError
 
 DIGITS = tuple("0123456789")
 
@@ -143,3 +144,97 @@ def test_import_class_folders_and_csv(tmp_path):
     (src / "nine").mkdir()
     with pytest.raises(UserError, match="names no class"):
         import_labelled(c, src)
+
+
+# ----------------------------------------------------------------------------- damaged folders
+
+
+def sizes(folder) -> tuple[int, int]:
+    return (folder / IMAGES).stat().st_size, (folder / LABELS).stat().st_size
+
+
+@pytest.mark.parametrize("log", ["missing", "header only"])
+def test_idx_files_holding_more_than_the_log_are_recovered_never_cut_back(tmp_path, log):
+    """Issue: with log.csv gone, the first new correction cut the IDX files back to one sample."""
+    folder = tmp_path / "c"
+    fill(folder, 48)
+    if log == "missing":
+        (folder / LOG).unlink()
+    else:
+        (folder / LOG).write_text(",".join(LOG_FIELDS) + "\n")
+    c = Corrections(folder, DIGITS)
+    assert len(c) == 48 and c.check().recovered == 48
+    images, labels, rows = c.load()
+    assert len(images) == 48 and all(np.array_equal(images[i], sample(i)) for i in range(48))
+    assert all(r["recovered"] == "1" and r["label"] == str(i % 10) for i, r in enumerate(rows))
+    assert c.add(sample(48), "8", "new.png") == 48
+    images, labels, rows = Corrections(folder, DIGITS).load()
+    assert len(images) == 49 and all(np.array_equal(images[i], sample(i)) for i in range(49))
+    assert [int(v) for v in labels] == [i % 10 for i in range(49)]
+    assert [r["recovered"] for r in rows] == ["1"] * 48 + [""] and rows[48]["original"] == "new.png"
+
+
+def damage(folder, how: str) -> None:
+    if how == "images truncated":
+        with open(folder / IMAGES, "r+b") as f:
+            f.truncate(16 + 3 * 784 + 100)
+    elif how == "images missing":
+        (folder / IMAGES).unlink()
+    elif how == "garbage row":
+        with open(folder / LOG, "a") as f:
+            f.write("garbage\n")
+    elif how == "unreadable log":
+        (folder / LOG).write_bytes(b"\xff\xfe\x00junk\x00\n\x81\x82\n")
+    elif how == "bad dataset.json":
+        (folder / META).write_text("{not json")
+    elif how.startswith("label byte"):
+        with open(folder / LABELS, "r+b") as f:
+            f.seek(8 + 2)
+            f.write(bytes([int(how.split()[-1])]))
+    elif how == "labels disagree with the log":
+        with open(folder / LABELS, "r+b") as f:
+            f.seek(8 + 2)
+            f.write(bytes([7]))
+    elif how == "log lists more than the files":
+        with open(folder / LOG, "a") as f:
+            f.write("6,2026-01-01T00:00:00+00:00,6,,x.png,\n")
+
+
+DAMAGE = {"images truncated": "truncated", "images missing": "is missing", "garbage row": "line 8",
+          "unreadable log": "log.csv", "bad dataset.json": "dataset.json", "label byte 10": "label byte 10",
+          "label byte 200": "label byte 200", "labels disagree with the log": "log.csv says",
+          "log lists more than the files": "log.csv lists 7"}
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_a_damaged_folder_is_refused_in_words_and_left_as_it_was(tmp_path, how):
+    folder = tmp_path / "c"
+    fill(folder, 6)
+    damage(folder, how)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    c = Corrections(folder, DIGITS)
+    for attempt in (c.check, c.load, lambda: c.add(sample(9), "9"), c.prepare):
+        with pytest.raises(DataError, match=DAMAGE[how]) as e:
+            attempt()
+        assert str(folder) in str(e.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "a refused folder is not touched"
+
+
+def test_spreadsheet_formulas_are_neutralised_in_the_log(tmp_path):
+    c = Corrections(tmp_path / "c", DIGITS)
+    for name in ("=1+1", "+cmd|' /C calc'!A0", "-1", "@x", "\tx", "'=quoted already", "plain"):
+        c.add(sample(0), "0", name, predicted="=2")
+    text = (tmp_path / "c" / LOG).read_text()
+    assert "\n=" not in text and ",=" not in text and ",+" not in text and ",-" not in text and ",@" not in text
+    _, _, rows = c.load()
+    assert [r["original"] for r in rows] == ["=1+1", "+cmd|' /C calc'!A0", "-1", "@x", "\tx", "'=quoted already",
+                                             "plain"]
+    assert {r["predicted"] for r in rows} == {"=2"}
+
+
+def test_a_folder_that_cannot_be_one_is_refused_in_words(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DataError, match="cannot be used as a corrections folder"):
+        Corrections(tmp_path / "file", DIGITS).prepare()
+    with pytest.raises(DataError, match="cannot be used as a corrections folder"):
+        Corrections(tmp_path / "file", DIGITS).add(sample(0), "0")

@@ -121,14 +121,14 @@ def test_an_idle_connection_is_closed_silently(server):
 def test_half_sent_headers_get_408(server):
     port, _ = server
     with connect(port) as s:
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\n")
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\n")
         json_error(parse(read_all(s)), 408, "headers did not arrive within 1 s")
 
 
 def test_a_slow_body_gets_408_and_the_connection_closes(server):
     port, _ = server
     with connect(port) as s:
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 5000\r\n\r\n")
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: image/png\r\ncontent-length: 5000\r\n\r\n")
         s.sendall(b"\x89PNG")
         json_error(parse(read_all(s)), 408, "the upload was too slow")
 
@@ -139,7 +139,7 @@ def test_idle_and_slow_clients_never_starve_others(server):
     idle = [connect(port) for _ in range(MAX_IDLE + 4)]
     slow = [connect(port) for _ in range(6)]
     for s in slow:
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n\0")
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100000\r\n\r\n\0")
     try:
         assert [good(port) for _ in range(5)] == [200] * 5
     finally:
@@ -170,7 +170,7 @@ def test_at_the_connection_limit_new_clients_get_json_503(server):
     try:
         for _ in range(MAX_CONNECTIONS):  # every one mid-upload: none idle, none to displace
             s = connect(port)
-            s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n\0")
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100000\r\n\r\n\0")
             busy.append(s)
         time.sleep(0.3)  # let the server take them in
         with connect(port) as s:
@@ -188,7 +188,7 @@ def test_dropped_uploads_are_one_line_each_in_the_log(server):
     body = canvas()
     for _ in range(5):
         with connect(port) as s:
-            s.sendall(f"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            s.sendall(f"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len(body)}\r\n\r\n".encode()
                       + body[: len(body) // 2])
             time.sleep(0.1)
     deadline = time.monotonic() + WAIT
@@ -207,10 +207,10 @@ def test_malformed_and_oversized_requests_get_json(server):
         s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         json_error(parse(read_all(s)), 400, "malformed HTTP request")
     with connect(port) as s:  # refused on its Content-Length, before the body is sent
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 300001\r\n\r\n")
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 300001\r\n\r\n")
         json_error(parse(read_all(s)), 413, "the limit is 300,000")
     with connect(port) as s:  # a keep-alive client that sends it all before reading still reads its 413
-        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 300001\r\n\r\n" + b"\0" * 300_001)
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 300001\r\n\r\n" + b"\0" * 300_001)
         data = b""
         while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
                 re.search(rb"content-length: (\d+)", data, re.I).group(1)):
@@ -278,3 +278,34 @@ def test_feedback_survives_a_kill_of_the_server(tmp_path):
     assert [int(v) for v in labels[: len(sent)]] == [i % 10 for i in range(len(sent))]
     assert len(set(images[i].tobytes() for i in range(len(sent)))) == 1, "the same canvas, stored intact each time"
     assert Corrections(folder, classes).add(images[0], "7") == len(images)
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path):
+    """Issue: SIGTERM ended `serve` with -15. A request half sent when SIGTERM arrives is still
+    answered; then the server exits with 0 and no traceback."""
+    import signal
+
+    port, log = free_port(), tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "digitrec", "serve", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while "Uvicorn running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        body = canvas()
+        with connect(port) as s:
+            s.sendall(f"POST /api/predict?preview=false HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: image/png"
+                      f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body[:100])
+            time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            s.sendall(body[100:])
+            status, _, answer = parse(read_all(s))
+        assert status == 200 and "label" in json.loads(answer)
+        assert proc.wait(timeout=WAIT) == 0, log.read_text()[-2000:]
+    finally:
+        proc.kill()
+        proc.wait(20)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]

@@ -3,7 +3,9 @@ digitrec.server.connections guards the connections)."""
 
 from __future__ import annotations
 
+import signal
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError, require
@@ -20,6 +22,9 @@ def add_arguments(p) -> None:
     model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name the server is reached by, besides --host, localhost, 127.0.0.1 and [::1] "
+                        "(repeatable); requests naming any other host are refused (default: none)")
     p.add_argument("--max-upload", type=int, default=MAX_BYTES,
                    help="largest accepted image in bytes (the page reads it from /api/health)")
     p.add_argument("--max-concurrency", type=int, default=4, help="predictions computed at the same time")
@@ -62,6 +67,40 @@ def _limits(args):
     return ConnectionLimits(**{name: getattr(args, name) for name in LIMITS})
 
 
+def _collect(args, card):
+    """The corrections folder of --collect, checked (a damaged one is refused here, in words,
+    not at every request), or None."""
+    if args.collect is None:
+        return None
+    from ..corrections import Corrections
+    from ..util import say
+
+    if args.collect_max < 1:
+        raise UserError(f"--collect-max must be at least 1, not {args.collect_max}")
+    collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
+    state = collect.prepare()
+    recovered = (f", {state.recovered:,} recovered from the IDX files: their log rows were missing"
+                 if state.recovered else "")
+    say(f"collecting corrections in {args.collect} ({state.samples:,} so far{recovered}; at most {args.collect_max:,})")
+    return collect
+
+
+@contextmanager
+def _exit_quietly_on_sigterm():
+    """SIGTERM (systemd, docker stop, kill) ends `serve` with exit code 0. uvicorn catches it,
+    finishes the requests in flight, restores the handler it found and raises the signal again:
+    with the default handler that killed the process (-15). Ours ends it as an exit, there and
+    before uvicorn takes over; the handler before is restored after."""
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run(args) -> int:
     require("serve", "`digitrec serve`")
     import uvicorn
@@ -71,6 +110,7 @@ def run(args) -> int:
     from ..inference.predictor import Predictor
     from ..inference.find import Limits
     from ..server.app import create_app
+    from ..server.guard import LOOPBACK, allowed_hosts
     from ..util import say
 
     limits = _limits(args)
@@ -85,27 +125,22 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(1)
-    collect = None
-    if args.collect is not None:
-        from ..corrections import Corrections
-
-        if args.collect_max < 1:
-            raise UserError(f"--collect-max must be at least 1, not {args.collect_max}")
-        card = predictor.card
-        collect = Corrections(args.collect, card.classes, card.mean, card.std, args.collect_max)
-        say(f"collecting corrections in {args.collect} ({len(collect)} so far, at most {args.collect_max:,})")
+    collect = _collect(args, predictor.card)
     app = create_app(predictor, max_upload=args.max_upload, max_concurrency=args.max_concurrency, limits=limits,
-                     collect=collect, read_limits=Limits(args.max_characters))
+                     collect=collect, read_limits=Limits(args.max_characters),
+                     allowed_hosts=allowed_hosts(args.host, args.allowed_host))
     predictor.predict([[[0] * 28] * 28])  # warm up, so the first visitor does not wait
     info = predictor.info()
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        say(f"warning: listening on {args.host}: other machines can reach this server")
+    if args.host not in LOOPBACK:
+        say(f"warning: listening on {args.host}: other machines can reach this server"
+            + (f", and anyone who can reach it can store labels in {args.collect}" if collect is not None else ""))
     host = f"[{args.host}]" if ":" in args.host else args.host
     say(f"digitrec: {info['checkpoint']} ({info['dataset']}, {len(predictor.classes)} classes, {info['backend']}) "
         f"on http://{host}:{args.port}/  API docs: http://{host}:{args.port}/docs")
     # No limit_concurrency: it answers everyone 503 once that many sockets are open, which is
     # what let 64 idle clients shut out the rest. connections.py times out and caps idle and
     # slow connections instead; serve.py bounds the bodies held and the predictions running.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
-                http=guarded_protocol(limits), timeout_keep_alive=limits.keep_alive)
+    with _exit_quietly_on_sigterm():
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False,
+                    http=guarded_protocol(limits), timeout_keep_alive=limits.keep_alive)
     return 0

@@ -33,9 +33,10 @@ import typing
 from importlib import resources
 
 from .connections import ConnectionLimits
-from ..errors import PreprocessError
+from ..errors import DigitrecError, PreprocessError
 from ..inference.decode import MAX_BYTES, MAX_PIXELS
 from ..inference.predictor import Answer
+from .guard import RequestGuard
 from .uploads import ApiError, ClientGone, ImageQueue, UploadMemory
 
 STATUS_FOR = {"empty": 400, "too_large": 413, "too_many_pixels": 413, "unsupported": 415, "damaged": 422,
@@ -186,11 +187,12 @@ def _pages(app, title: str) -> None:
 
 def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4, max_pixels: int = MAX_PIXELS,
                limits: ConnectionLimits = ConnectionLimits(), upload_memory: int | None = None, collect=None,
-               read_limits=None):
+               read_limits=None, allowed_hosts: tuple[str, ...] | None = None):
     """The FastAPI app around a loaded `Predictor` (tests drive it with fastapi.testclient).
     `upload_memory` (bytes) bounds the bodies held at once; default: 4 x max_upload. `collect`
     (a corrections.Corrections) turns on /api/feedback. `read_limits` (reader.Limits; default
-    its defaults) bounds what one image may cost /api/read."""
+    its defaults) bounds what one image may cost /api/read. `allowed_hosts` (guard.allowed_hosts):
+    the host names it answers; None answers any (tests)."""
     from fastapi import FastAPI
 
     from .. import __version__
@@ -204,6 +206,7 @@ def create_app(predictor, max_upload: int = MAX_BYTES, max_concurrency: int = 4,
                   description=f"Recognises handwritten characters ({info['dataset']}: "
                               f"{len(predictor.classes)} classes). Draw at `/`.")
     _error_handlers(app)
+    app.add_middleware(RequestGuard, hosts=allowed_hosts)  # hosts, writes from elsewhere, repeated parameters
     _pages(app, "digitrec")
 
     @app.get("/api/health", summary="Is the server up, and which model does it run?")
@@ -291,9 +294,16 @@ def _read_route(app, predictor, queue: ImageQueue, max_pixels: int, limits) -> N
 def _feedback_route(app, predictor, queue: ImageQueue, max_pixels: int, collect) -> None:
     from fastapi import Query, Request
 
+    extra = openapi_extra(queue.max_upload)
+    del extra["requestBody"]["content"]["multipart/form-data"]  # a page elsewhere may send it: refused (guard.py)
+
     @app.post("/api/feedback", summary="Keep a correction: this image is this label (with --collect)",
-              openapi_extra=openapi_extra(queue.max_upload),
-              responses={**ERRORS, 403: {"description": "the server was not started with --collect"},
+              openapi_extra=extra,
+              responses={**ERRORS, 403: {"description": "the server was not started with --collect, or the request "
+                                                        "came from another site's page or named an unknown host"},
+                         415: {"description": "not an image, or a text/plain or form body"},
+                         422: {"description": "a label not among the classes, no ink, a parameter given twice"},
+                         503: {"description": "busy, or the corrections folder was damaged"},
                          507: {"description": "the corrections folder is full"}})
     async def feedback(request: Request,
                        label: str = Query(..., description="the right label, one of the model's classes"),
@@ -305,7 +315,8 @@ def _feedback_route(app, predictor, queue: ImageQueue, max_pixels: int, collect)
             raise ApiError(403, "this server does not keep corrections; start it with `digitrec serve --collect DIR` "
                                 "to collect them into DIR")
         if label not in predictor.classes:
-            raise ApiError(422, f"label {label!r} is not one of the model's classes ({', '.join(predictor.classes)})")
+            shown = label if len(label) <= 20 else label[:20] + "..."  # never the whole of what was sent
+            raise ApiError(422, f"label {shown!r} is not one of the model's classes ({', '.join(predictor.classes)})")
         index = await queue.run(request, lambda image: _keep(predictor, collect, image, label, input, original,
                                                              queue.max_upload, max_pixels))
         return {"saved": index, "label": label, "samples": len(collect)}
@@ -313,25 +324,33 @@ def _feedback_route(app, predictor, queue: ImageQueue, max_pixels: int, collect)
 
 def _keep(predictor, collect, image: bytes, label: str, is_input: bool, original: str, max_upload: int,
           max_pixels: int) -> int:
-    """Add one correction: the model's input made from `image` (or `image` itself, a 28x28 input)."""
+    """Add one correction: the model's input made from `image` (or `image` itself, a 28x28 input),
+    with the model's answer for it in the log."""
+    from ..corrections import CorrectionsFull
+
+    x = _model_input(image, is_input, max_upload, max_pixels)
+    try:
+        return collect.add(x, label, original, predicted=predictor.predict([x])[0].label)
+    except CorrectionsFull as e:
+        raise ApiError(507, str(e)) from None
+    except DigitrecError as e:  # damaged since the server started (checked then): said, not a 500
+        log.error("corrections refused: %s", e)
+        raise ApiError(503, f"the corrections folder cannot take samples: {e}") from None
+
+
+def _model_input(image: bytes, is_input: bool, max_upload: int, max_pixels: int):
+    """(28, 28) uint8: `image` preprocessed, or (input=1) taken as it is; refused without ink, by
+    the one rule of preprocess() either way (an all-black or all-white square teaches nothing)."""
     import numpy as np
 
-    from ..corrections import CorrectionsFull
     from ..inference.decode import decode
     from ..inference.preprocess import preprocess
 
-    if is_input:
-        decoded = decode(image, max_upload, max_pixels)
-        if decoded.size != (28, 28):
-            raise ApiError(422, f"input=1 takes the 28x28 model input (an answer's `preview`), not a "
-                                f"{decoded.size[0]}x{decoded.size[1]} image; send the photo or drawing without input=1")
-        x = np.round(decoded.gray() * 255).astype(np.uint8)
-    else:
-        pre = preprocess(image, max_upload, max_pixels)
-        if pre.blank:
-            raise ApiError(422, "no ink found in this image: there is nothing to learn from")
-        x = pre.image
-    try:
-        return collect.add(x, label, original)
-    except CorrectionsFull as e:
-        raise ApiError(507, str(e)) from None
+    decoded = decode(image, max_upload, max_pixels)  # once: the size check and the ink rule read it
+    if is_input and decoded.size != (28, 28):
+        raise ApiError(422, f"input=1 takes the 28x28 model input (an answer's `preview`), not a "
+                            f"{decoded.size[0]}x{decoded.size[1]} image; send the photo or drawing without input=1")
+    pre = preprocess(decoded)
+    if pre.blank:
+        raise ApiError(422, "no ink found in this image: there is nothing to learn from")
+    return np.round(decoded.gray() * 255).astype(np.uint8) if is_input else pre.image

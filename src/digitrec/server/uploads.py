@@ -127,6 +127,8 @@ def image_from_json(body: bytes) -> bytes:
         doc = json.loads(body)
     except ValueError as e:
         raise ApiError(400, f"the JSON body is not valid JSON ({e}); {usage}") from None
+    except RecursionError:
+        raise ApiError(400, f"the JSON body is nested too deeply; {usage}") from None
     text = doc.get("image") if isinstance(doc, dict) else None
     if not isinstance(text, str) or not text:
         raise ApiError(400, f"the JSON body has no 'image' string; {usage}")
