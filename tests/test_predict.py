@@ -421,3 +421,23 @@ def test_the_packaged_model_calls_letters_not_a_digit_and_digits_digits():
     assert sum(a.status == "not_a_digit" for a in got) >= 0.8 * len(got), [a.describe() for a in got]
     digits = predictor.predict([preprocess(glyph_png(d)).image for d in "0123456789"])
     assert not any(a.status == "not_a_digit" for a in digits), [a.describe() for a in digits]
+
+
+def test_a_model_served_under_other_preprocessing_says_so(synth_run, tmp_path, capsys):
+    """Issue "One house", item 5: the preprocessing thresholds a model was trained under are in
+    its card; served under others, it is said at load (a model from before records none)."""
+    import dataclasses
+
+    import torch
+
+    from digitrec.ink import PREPARATION
+
+    ckpt = torch.load(synth_run / "best.pt", weights_only=True)
+    assert ckpt["meta"]["card"]["preparation"] == PREPARATION.to_json(), "training records it"
+    Predictor(synth_run / "best.pt", backend="torch")
+    assert "preprocessing" not in capsys.readouterr().err
+    other = dataclasses.replace(PREPARATION, min_contrast=0.2).to_json()
+    ckpt["meta"]["card"]["preparation"] = other
+    torch.save(ckpt, tmp_path / "other.pt")
+    Predictor(tmp_path / "other.pt", backend="torch")
+    assert "min_contrast 0.2 -> 0.12" in capsys.readouterr().err

@@ -150,3 +150,34 @@ def test_the_split_is_computed_once_per_run_and_handed_on(synth_dir, tmp_path, m
     tr, va = real(600, 100, 3)
     assert torch.equal(run.split.train, tr) and torch.equal(run.split.val, va) and len(run.x_val) == 100
     assert 0 <= metrics["val_accuracy"] <= 1
+
+
+def test_real_handwriting_and_styles_replace_their_share_of_each_batch(synth_dir, tmp_path, monkeypatch):
+    """--real-sets and --styles: a bank each, made once; each step's batch takes its share of
+    digits from them (after the real-world renders), labels with them, and trains on them."""
+    import digitrec.data.real as real
+    from digitrec.training.step import batch_loss
+
+    made = []
+
+    def fake_prepared(name, split, data_dir=None):  # USPS and Semeion are not downloaded in tests
+        made.append((name, split))
+        images = torch.full((40, 28, 28), 7 if name == "usps" else 9, dtype=torch.uint8)
+        return real.RealDigits(name, split, images, torch.full((40,), 3 if name == "usps" else 5), torch.arange(40))
+
+    monkeypatch.setattr(real, "prepared", fake_prepared)
+    cfg = TrainConfig(model="fast", dataset=str(synth_dir), val_size=100, batch_size=40, epochs=1,
+                      real_sets=0.25, styles=0.25, style_bank=30, device="cpu")
+    run = setup(cfg, tmp_path / "a", None, True)
+    assert made == [("usps", "train"), ("semeion", "train")], "the training writers only"
+    (real_x, real_y, real_share), (style_x, style_y, style_share) = run.extras
+    assert len(real_x) == 80 and set(real_y.tolist()) == {3, 5} and real_share == 0.25
+    assert len(style_x) == 30 and set(style_y.tolist()) <= {0, 1, 4, 7, 9} and style_share == 0.25
+    seen = []
+    monkeypatch.setattr(run, "forward", lambda x: seen.append(x.clone()) or run.model(x))
+    batch_loss(run, torch.arange(40), 40)
+    x = seen[0]
+    bank = torch.cat([real_x, style_x])
+    from_banks = [bool(((bank - xi[None]).abs().flatten(1).max(1).values < 1e-6).any()) for xi in x]
+    assert sum(from_banks) == 20 and all(from_banks[:20]) and not any(from_banks[20:]), \
+        "the first quarter from the real sets, the next from the styles, the rest the run's own digits"

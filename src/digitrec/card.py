@@ -44,6 +44,7 @@ class ModelCard:
     threshold: float = 0.5  # answers less confident than this are `unsure`
     calibrated: bool = False  # temperature and threshold were fitted on the validation split
     input_size: int = INPUT_SIZE
+    preparation: dict | None = None  # ink.Preparation it was trained under (None: made before it was recorded)
 
     @property
     def num_classes(self) -> int:
@@ -178,4 +179,12 @@ class _Checker:
             # std and temperature divide: near 0 they turn every input into inf and NaN answers.
             mean=self.number(raw, "mean", high=1.0, low=0.0), std=self.number(raw, "std", low=MIN_DIVISOR, high=10.0),
             temperature=self.number(raw, "temperature", 1.0, low=MIN_DIVISOR, high=100.0),
-            threshold=self.number(raw, "threshold", 0.5, low=0.0, high=1.0), calibrated=calibrated)
+            threshold=self.number(raw, "threshold", 0.5, low=0.0, high=1.0), calibrated=calibrated,
+            preparation=self.preparation(raw))
+
+    def preparation(self, raw: dict) -> dict | None:
+        prep = raw.get("preparation")
+        if prep is not None and not (isinstance(prep, dict) and all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in prep.items())):
+            self(f"preparation is {str(prep)[:80]!r}, not a table of preprocessing thresholds")
+        return prep

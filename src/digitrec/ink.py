@@ -46,6 +46,14 @@ class Preparation:
     light_ink: float = 1.5  # light ink when it stands out 1.5 times as far from the median as dark ink...
     dark_paper: float = 0.4  # ...and only on a background darker than 40% gray
     analysis: int = 640  # photos are block-averaged to at most this many pixels a side to find one character
+    frame_side: float = 0.8  # a closed frame (a form's box) has ink along this share of each of its four sides...
+    frame_band: float = 0.08  # ...within this share of its size of each side: its sides are wiped, what it holds kept
+    mark_margin: float = 0.15  # the handwritten mark: the heaviest blob, and blobs within this times its height...
+    mark_tall: float = 0.6  # ...or at least this tall (times its height) and within mark_gap of it...
+    mark_gap: float = 0.35  # ...so a caption, a neighbour's word, a full stop or a tick further off is left out
+    mark_join: float = 0.03  # ink closer than this share of the image's shorter side is one blob
+    mark_heavy: float = 0.25  # a blob with this share of the mark's heaviest ink, within mark_gap, is part of it (a broken scan)
+    rule_aspect: float = 8.0  # a blob this many times wider than tall, and thin, is a rule or an underline
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -310,6 +318,92 @@ def ink_map(gray: np.ndarray, p: Preparation = PREPARATION) -> tuple[np.ndarray,
         if not (ink >= EDGE).any():
             return np.zeros_like(ink), True, inverted
     return ink, False, inverted
+
+
+def _unframe(ink: np.ndarray, labels: np.ndarray, boxes, p: Preparation) -> np.ndarray:
+    """Ink with closed frames (a form's printed box) wiped along their four sides: a blob at
+    least a third of the image both ways with ink along frame_side of each side, within
+    frame_band of its size; whatever stands inside it (the digit, even touching it) stays."""
+    h, w = ink.shape
+    out = ink
+    for i, (rows, cols) in enumerate(boxes, 1):
+        bh, bw = rows.stop - rows.start, cols.stop - cols.start
+        if bh < h / 3 or bw < w / 3:
+            continue
+        part = labels[rows, cols] == i
+        t = max(2, int(round(p.frame_band * min(bh, bw))))
+        sides = (part[:t].any(0), part[-t:].any(0), part[:, :t].any(1), part[:, -t:].any(1))
+        if min(side.mean() for side in sides) < p.frame_side:
+            continue
+        band = np.zeros_like(part)
+        band[:t], band[-t:], band[:, :t], band[:, -t:] = True, True, True, True
+        out = out.copy() if out is ink else out
+        out[rows, cols][part & band] = 0.0  # a view: wipes the frame's sides in `out`
+    return out
+
+
+def _blobs(ink: np.ndarray, p: Preparation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, boxes (n, 4) as left top right bottom, mass (n,), rule (n,)) of the ink at its EDGE:
+    each straight rule or underline (rule_aspect times wider than tall, a quarter of the image
+    wide) a blob of its own; the rest grouped where closer than mark_join of the image (the
+    pieces of a blurred or broken scan are one blob)."""
+    from scipy import ndimage
+
+    eight = np.ones((3, 3), bool)
+    mask = ink >= EDGE
+    first, n = ndimage.label(mask, structure=eight)
+    box = np.array([(c.start, r.start, c.stop, r.stop) for r, c in ndimage.find_objects(first)], np.int64)
+    rules = ((box[:, 2] - box[:, 0]) >= p.rule_aspect * (box[:, 3] - box[:, 1])) & \
+        ((box[:, 2] - box[:, 0]) >= 0.25 * ink.shape[1])
+    on_rule = np.concatenate([[False], rules])[first]
+    rest = mask & ~on_rule
+    reach = int(round(p.mark_join * min(ink.shape)))
+    grouped, m = ndimage.label(ndimage.binary_dilation(rest, iterations=reach) if reach else rest, structure=eight)
+    labels = np.where(rest, grouped, 0)
+    labels[on_rule] = m + np.cumsum(rules)[first[on_rule] - 1]
+    total = m + int(rules.sum())
+    boxes = np.array([(c.start, r.start, c.stop, r.stop) for r, c in ndimage.find_objects(labels)], np.float64)
+    mass = ndimage.sum_labels(ink, labels, np.arange(1, total + 1))
+    return labels, boxes, mass, np.arange(total) >= m
+
+
+def choose_mark(ink: np.ndarray, p: Preparation = PREPARATION) -> np.ndarray:
+    """The one handwritten mark in a crop that holds other things too (a register's cell, a
+    form's box): frames wiped (_unframe), straight rules and underlines left out (_blobs), then
+    the heaviest blob and the blobs that belong with it (overlapping its box grown by mark_margin
+    of its height; at least mark_tall of its height beside it within mark_gap; or mark_heavy of its
+    ink within mark_gap), grown until no more join. Captions, neighbours' words, full stops and
+    ticks further off are left out. Returns the ink holding only that mark (a copy where anything
+    was left out)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(ink >= EDGE, structure=np.ones((3, 3), bool))
+    if n < 1:
+        return ink
+    ink = _unframe(ink, labels, ndimage.find_objects(labels), p)
+    if not (ink >= EDGE).any():
+        return ink
+    labels, boxes, mass, rule = _blobs(ink, p)
+    if len(mass) < 2 or rule.all():
+        return ink
+    bh = boxes[:, 3] - boxes[:, 1]
+    keep = np.arange(len(mass)) == int(np.argmax(np.where(rule, -1.0, mass)))
+    while True:
+        l, t, r, b = boxes[keep, 0].min(), boxes[keep, 1].min(), boxes[keep, 2].max(), boxes[keep, 3].max()
+        tall = b - t
+        gap_x = np.maximum(boxes[:, 0] - r, l - boxes[:, 2])
+        gap_y = np.maximum(boxes[:, 1] - b, t - boxes[:, 3])
+        near = np.maximum(gap_x, gap_y) <= p.mark_margin * tall
+        beside = (bh >= p.mark_tall * tall) & (gap_x <= p.mark_gap * tall) & (gap_y <= 0)
+        heavy = (mass >= p.mark_heavy * mass[keep].max()) & (np.maximum(gap_x, gap_y) <= p.mark_gap * tall)
+        grown = keep | ((near | beside | heavy) & ~rule)
+        if (grown == keep).all():
+            break
+        keep = grown
+    if keep.all():
+        return ink
+    near_mark = ndimage.binary_dilation(np.concatenate([[False], keep])[labels], iterations=3)  # its rims too
+    return np.where(near_mark, ink, 0.0).astype(np.float32)
 
 
 def ink_box(ink: np.ndarray, p: Preparation = PREPARATION) -> tuple[int, int, int, int] | None:

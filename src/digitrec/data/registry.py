@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..card import ModelCard
 from ..errors import DataError, UnknownDataset
+from ..ink import PREPARATION
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -65,7 +66,8 @@ class DatasetSpec:
 
     def card(self) -> ModelCard:
         """The contract of a model trained on this dataset (calibrated after training)."""
-        return ModelCard(dataset=self.name, classes=self.classes, mean=self.mean, std=self.std)
+        return ModelCard(dataset=self.name, classes=self.classes, mean=self.mean, std=self.std,
+                         preparation=PREPARATION.to_json())
 
 
 def mnist_files(sums: dict[str, tuple[str, str]], n_train: int = 60_000, n_test: int = 10_000,

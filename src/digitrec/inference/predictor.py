@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PreprocessError  # noqa: F401  (re-exported for callers of predict_image)
+from ..ink import PREPARATION, Preparation
 from .backends import open_model
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, preprocess
 
@@ -144,6 +145,14 @@ def answers(probs: np.ndarray, classes: list[str], threshold: float, top_k: int 
     return out
 
 
+def preparation_changes(card) -> list[str]:
+    """How the preprocessing a model's card records differs from the one in use ('name a -> b'
+    each); none for a card that records none (made before they were recorded)."""
+    if card.preparation is None:
+        return []
+    return Preparation.from_json(card.preparation).differences(PREPARATION)
+
+
 class Predictor:
     """A model ready to answer: `Predictor(path).predict([img28, ...]) -> [Answer, ...]`.
 
@@ -169,6 +178,11 @@ class Predictor:
 
             raise CheckpointError(f"{self.path}: the model's outputs for a blank image are not finite numbers "
                                   "(NaN or infinite weights); the file is damaged, train or export it again")
+        changed = preparation_changes(self.card)
+        if changed:
+            say(f"warning: {self.path} was trained on inputs made under other preprocessing thresholds than "
+                f"this digitrec uses ({', '.join(changed)}); its answers on photos and scans may be worse than "
+                "its metrics say: train it again, or serve it with the digitrec it was trained with")
         if not self.card.calibrated:
             say(f"warning: {self.path} carries no calibration (is it a last.pt?); using temperature 1 "
                 "and an `unsure` threshold of 0.5. The run's best.pt is calibrated.")

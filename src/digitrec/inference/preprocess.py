@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PreprocessError  # noqa: F401  (re-exported: what preprocess raises)
-from ..ink import PREPARATION, SIZE, Preparation, fit, ink_box, ink_map, noise_sigma, thicken
+from ..ink import PREPARATION, SIZE, Preparation, choose_mark, fit, ink_box, ink_map, noise_sigma, thicken
 from .decode import MAX_BYTES, MAX_PIXELS, Decoded, decode
 
 
@@ -73,6 +73,8 @@ def preprocess(source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
     decoded = decode(source, max_bytes, max_pixels)
     gray = decoded.gray(prep.analysis)
     ink, blank, inverted = ink_map(gray, prep)
+    if not blank:
+        ink = choose_mark(ink, prep)  # the handwritten mark alone, where the crop holds more
     box = None if blank else ink_box(ink, prep)
     if box is None or max(box[2] - box[0], box[3] - box[1]) < 2:  # a dot is not a character
         # Ink that left nothing (specks, a frame) or a page of noise is no blank page: "no digit found".

@@ -49,6 +49,9 @@ class TrainConfig:
     outliers: float = 0.0  # shapes that are not one character added to each batch, as a share of it, trained towards equal probabilities (0 = off)
     real_world: float = 0.0  # share of each batch's digits drawn instead from training digits rendered under real-world conditions and prepared by preprocess(), as users' images are (training/renders.py; 0 = off)
     real_world_bank: int = 30000  # renders in that bank (made once, cached beside the data)
+    real_sets: float = 0.0  # share of each batch's digits drawn instead from real handwriting beyond MNIST (USPS and Semeion training writers), drawn on paper and prepared by preprocess() (data/real.py; 0 = off)
+    styles: float = 0.0  # share of each batch's digits drawn instead from training digits written the continental way: flagged 1, crossed 7, closed 4, hooked 9, slashed 0 (training/styles.py; 0 = off)
+    style_bank: int = 12000  # styled digits in that bank (made once per run)
     teacher: str = ""  # distillation: checkpoints (comma-separated) whose mean probabilities on each training image join its label as the target ("" = off)
     distill: float = 0.5  # with --teacher: the teachers' share of the target (the rest: the label, smoothed)
     val_size: int = 5000  # validation images carved from the training set
@@ -76,8 +79,10 @@ class TrainConfig:
             raise UserError("--ema, --label-smoothing and --warmup must be in [0, 1)")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise UserError("--beta1 and --beta2 must be in [0, 1)")
-        if not (0 <= self.outliers <= 1 and 0 <= self.real_world <= 1):
-            raise UserError("--outliers and --real-world are shares of the batch, in [0, 1]")
+        if not all(0 <= v <= 1 for v in (self.outliers, self.real_world, self.real_sets, self.styles)):
+            raise UserError("--outliers, --real-world, --real-sets and --styles are shares of the batch, in [0, 1]")
+        if self.real_world + self.real_sets + self.styles > 1:
+            raise UserError("--real-world, --real-sets and --styles together replace at most the whole batch")
         if self.real_world and self.real_world_bank < 1:
             raise UserError("--real-world-bank must be at least 1")
         if not 0 <= self.distill <= 1:
@@ -221,6 +226,11 @@ RECIPES["gpu"] = {**RECIPES["best"], "model_args": {"width": 96}, "batch_size": 
 # gave a conditions mean of 95.9 / 97.8 / 98.1% and 8x8 scans 83.3 / 93.3 / 95.3%, at
 # 99.40 / 99.24 / 99.22% validation accuracy.
 RECIPES["realworld"] = {**RECIPES["best"], "outliers": 0.125, "real_world": 0.5}
+# `realworld`, and also real handwriting beyond MNIST (USPS and Semeion training writers, a tenth of
+# each batch) and continental shapes (a twentieth: flagged 1, crossed 7, closed 4, hooked 9,
+# slashed 0), with document cells in the renders and doodles among the non-digits. Compared with
+# `realworld` on held-out writers and validation renders (docs/notes/world-handwriting.md).
+RECIPES["world"] = {**RECIPES["realworld"], "real_sets": 0.1, "styles": 0.05}
 
 
 def trained_with(meta: dict, card_dataset: str, source: str) -> TrainConfig:

@@ -98,3 +98,26 @@ def teachers(cfg: TrainConfig, ds: Dataset, split: Split, device: str, log) -> t
         probs.append(logits_of(model.to(device), ds.train_x[split.train], ckpt.card, device).float().softmax(1).cpu())
         log(f"teacher {path}: read {len(split.train):,} training images")
     return torch.stack(probs).mean(0).to(device)
+
+
+def extras(cfg: TrainConfig, ds: Dataset, split: Split, device: str,
+           log) -> tuple[tuple[torch.Tensor, torch.Tensor, float], ...]:
+    """The other banks a share of each batch's digits is drawn from, as (normalised inputs on the
+    device, labels, share): with --real-sets, real handwriting beyond MNIST (the training writers of
+    USPS and Semeion, drawn on paper and prepared by preprocess(); data/real.py); with --styles,
+    training-split digits written the continental way (training/styles.py). Made once."""
+    out = []
+    if cfg.real_sets:
+        from ..data.real import prepared
+
+        sets = [prepared(name, "train", data_dir=cfg.data_dir) for name in ("usps", "semeion")]
+        x, y = torch.cat([s.images for s in sets]), torch.cat([s.labels.long() for s in sets])
+        log(f"real handwriting bank: {', '.join(f'{s.name} {len(s.labels):,}' for s in sets)} training digits")
+        out.append((model_inputs(cfg, ds, x, device), y.to(device), cfg.real_sets))
+    if cfg.styles:
+        from .styles import build_style_bank
+
+        x, y = build_style_bank(ds.train_x[split.train], ds.train_y[split.train], cfg.style_bank, cfg.seed)
+        log(f"style bank: {len(y):,} continental digits")
+        out.append((model_inputs(cfg, ds, x, device), y.long().to(device), cfg.styles))
+    return tuple(out)

@@ -115,6 +115,7 @@ class Run:
     aug: Augment | None
     outliers: torch.Tensor | None  # (K, 1, 28, 28) normalised shapes that are not characters, on the device
     renders: tuple[torch.Tensor, torch.Tensor] | None  # (R, 1, 28, 28) normalised real-world renders, (R,) labels
+    extras: tuple  # ((B, 1, 28, 28) inputs, (B,) labels, share of the batch) of the other banks (inputs.extras)
     soft: torch.Tensor | None  # (N, C) with --teacher: the teachers' mean probabilities of each training image, on the device
     shuffle_gen: torch.Generator
     aug_gen: torch.Generator
@@ -179,7 +180,8 @@ def setup(cfg: TrainConfig, out: Path, data: Dataset | None, quiet: bool) -> Run
         model=model, forward=model, optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, total_steps)),
         ema=_ema(cfg, model), aug=inputs.augmentation(cfg), outliers=inputs.outliers(cfg, ds, split, device),
-        renders=renders, soft=inputs.teachers(cfg, ds, split, device, log),
+        renders=renders, extras=inputs.extras(cfg, ds, split, device, log),
+        soft=inputs.teachers(cfg, ds, split, device, log),
         shuffle_gen=torch.Generator().manual_seed(cfg.seed),
         aug_gen=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 1),
         amp=torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp),

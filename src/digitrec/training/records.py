@@ -52,6 +52,7 @@ def finish(run, state: TrainState, t_start: float) -> dict:
         "confusion": scores["test"]["confusion"],
         "train_seconds": state.train_time, "warmup_seconds": run.phases["warm-up"], "wall_seconds": wall,
         "phases": run.phases, "seed": cfg.seed, "calibration": calibration, "dataset": ckpt.meta["dataset"],
+        "preparation": card.preparation,  # the preprocessing its real-world inputs were made under (ink.Preparation)
         **({"real_world": ckpt.meta["real_world"]} if "real_world" in ckpt.meta else {}),
         **ckpt.meta["environment"],
     }

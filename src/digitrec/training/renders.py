@@ -42,7 +42,10 @@ LOWRES = replace(scenes.CONDITIONS["lowres_8"], name="lowres_6_16",
                  paint=lambda canvas, rng: scenes.low_resolution(int(rng.integers(6, 17)))(canvas, rng))
 MIX: dict[str, float] = {"lowres_6_16": 4.0, "soft_gray": 1.0, "faint_pencil": 1.0, "very_thick": 1.0,
                          "very_thin": 1.0, "phone_shadow": 1.0, "dark_table": 1.0, "frame_box": 1.0,
-                         "lined_paper": 1.0, "speckle": 1.0, "jpeg_low": 1.0, "clean_paper": 1.0}
+                         "lined_paper": 1.0, "speckle": 1.0, "jpeg_low": 1.0, "clean_paper": 1.0,
+                         # digits in the cells of documents, as preprocess's mark finder leaves them
+                         "register_cell": 1.0, "form_box": 1.0, "underlined": 1.0, "tick_cross": 1.0,
+                         "binding_shadow": 0.5}
 # The source files the cache key hashes: every module a render runs, and none it does not.
 # RENDERING: the scenes modules that lay out, paint and encode (the registry imports them all;
 # not nondigits.py, nor __init__.py, which only re-exports); tests/test_scenes.py checks it

@@ -12,7 +12,8 @@ OUTLIER_WEIGHT = 0.5  # the outlier term's weight in the loss, as in Hendrycks e
 
 def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
     """`run` (a loop.Run): the loss on the training images `idx` indexes (with --real-world, a share
-    of them replaced by rendered training digits as preprocessing prepares them; with --outliers,
+    of them replaced by rendered training digits as preprocessing prepares them; with --real-sets
+    and --styles, further shares by their banks (inputs.extras); with --outliers,
     plus shapes that are not characters, pushed towards equal probabilities), augmented; with --teacher, against
     the label mixed with the teachers' probabilities; under torchrun, this rank's share of the mean over the
     whole batch of `whole_batch` images."""
@@ -23,9 +24,13 @@ def batch_loss(run, idx: torch.Tensor, whole_batch: int) -> torch.Tensor:
         k = min(n, round(run.cfg.real_world * n))
         pick = torch.randint(len(bank_x), (k,), generator=run.aug_gen, device=bank_x.device)
         x, y = torch.cat([bank_x[pick], x[k:]]), torch.cat([bank_y[pick], y[k:]])
+    for bank_x, bank_y, share in run.extras:  # real handwriting beyond MNIST, continental styles
+        m = min(n - k, round(share * n))
+        pick = torch.randint(len(bank_x), (m,), generator=run.aug_gen, device=bank_x.device)
+        x, y, k = torch.cat([x[:k], bank_x[pick], x[k + m:]]), torch.cat([y[:k], bank_y[pick], y[k + m:]]), k + m
     if run.outliers is not None:
-        k = max(1, round(run.cfg.outliers * n))
-        x = torch.cat([x, run.outliers[torch.randint(len(run.outliers), (k,), generator=run.aug_gen,
+        o = max(1, round(run.cfg.outliers * n))
+        x = torch.cat([x, run.outliers[torch.randint(len(run.outliers), (o,), generator=run.aug_gen,
                                                      device=run.outliers.device)]])
     if run.aug is not None:
         x = run.aug(x, run.card.background, run.aug_gen, run.card.std)
