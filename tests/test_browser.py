@@ -304,7 +304,9 @@ def test_number_mode_reads_the_whole_number_with_a_box_per_digit(page):
     assert page.get_attribute("#pad", "width") == "280" and page.locator("#boxes .char").count() == 0
 
 
-def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_path):
+@contextmanager
+def collecting_page(browser, checkpoint, tmp_path):
+    """The page of a server that keeps corrections, ready: (page, the corrections folder)."""
     from digitrec.corrections import Corrections
     from digitrec.inference.predictor import Predictor
     from digitrec.server.app import create_app
@@ -317,6 +319,12 @@ def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_
         page.set_default_timeout(WAIT_MS)
         page.goto(url + "/")
         page.wait_for_selector("body[data-ready='1']")
+        yield page, folder
+        context.close()
+
+
+def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_path):
+    with collecting_page(browser, checkpoint, tmp_path) as (page, folder):
         before = answers(page)
         draw_with_mouse(page, STROKES["1"])
         wait_for_final_answer(page, before)
@@ -340,7 +348,6 @@ def test_a_correction_is_kept_when_the_server_collects(browser, checkpoint, tmp_
         assert "nothing to correct" in page.inner_text("#correct .correct-result")
         page.wait_for_timeout(300)
         assert page.get_attribute("body", "data-corrections") == "1"
-        context.close()
     images, labels, _ = folder.load()
     assert [int(v) for v in labels] == [7] and images[0].max() > 0
 
@@ -508,18 +515,7 @@ def test_a_phone_layout(browser, server):
 
 
 def test_a_correction_per_character_in_number_mode(browser, checkpoint, tmp_path):
-    from digitrec.corrections import Corrections
-    from digitrec.inference.predictor import Predictor
-    from digitrec.server.app import create_app
-
-    predictor = Predictor(checkpoint)
-    folder = Corrections(tmp_path / "corrections", tuple(predictor.classes))
-    with serving(create_app(predictor, collect=folder)) as url:
-        context = browser.new_context(viewport={"width": 900, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.goto(url + "/")
-        page.wait_for_selector("body[data-ready='1']")
+    with collecting_page(browser, checkpoint, tmp_path) as (page, folder):
         page.click("#kind-number")
         before = answers(page)
         draw_number(page, "2026")
@@ -541,6 +537,5 @@ def test_a_correction_per_character_in_number_mode(browser, checkpoint, tmp_path
         rows.nth(0).locator("button", has_text="7").click()  # another character: its own correction
         page.wait_for_selector("body[data-corrections='2']")
         assert "2 corrections kept" in rows.nth(0).locator(".correct-result").inner_text()
-        context.close()
     images, labels, _ = folder.load()
     assert sorted(int(v) for v in labels) == [7, 8] and all(im.max() > 0 for im in images)

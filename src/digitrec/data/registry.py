@@ -282,20 +282,23 @@ def register_real(spec: RealSet) -> RealSet:
 ESL = ("https://hastie.su.domains/ElemStatLearn/datasets/",  # the book's site (Hastie, Tibshirani, Friedman)
        "https://web.stanford.edu/~hastie/ElemStatLearn/datasets/")  # its former address
 
+def esl(name: str, sha256: str, content_sha256: str, class_counts: tuple[int, ...]) -> RawFile:
+    """A file of the book's datasets folder, tried at each of its addresses."""
+    return RawFile(name, tuple(u + name for u in ESL), sha256, content_sha256, sum(class_counts), class_counts)
+
+
 USPS = register_real(RealSet(
     name="usps",
     description="USPS zip-code digits (LeCun et al. 1990) as distributed with The Elements of Statistical "
                 "Learning: 7,291 training and 2,007 test digits, 16x16, deslanted and stretched to fill the box",
     format="usps",
     files={
-        "train": RawFile("zip.train.gz", tuple(u + "zip.train.gz" for u in ESL),
-                         "66ebf231ab51f2cf6ac1a892d0f98ccffee1079d7a5db638c1f11f366046ca16",
-                         "e255863a9d6ef0d1b73268bc5a969a03ddfe6c51c511cd134ca175fd287adfe7",
-                         7291, (1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644)),
-        "test": RawFile("zip.test.gz", tuple(u + "zip.test.gz" for u in ESL),
-                        "8dacc3c6e136af6c3488de9e5113a7daf140c8c2f1f0b61c54ee02f03f1a962f",
-                        "9f823bfb994fe19f0c763fbba7d59a05644bf4bfcb7049c4acf0e34c59cbe468",
-                        2007, (359, 264, 198, 166, 200, 160, 170, 147, 166, 177)),
+        "train": esl("zip.train.gz", "66ebf231ab51f2cf6ac1a892d0f98ccffee1079d7a5db638c1f11f366046ca16",
+                     "e255863a9d6ef0d1b73268bc5a969a03ddfe6c51c511cd134ca175fd287adfe7",
+                     (1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644)),
+        "test": esl("zip.test.gz", "8dacc3c6e136af6c3488de9e5113a7daf140c8c2f1f0b61c54ee02f03f1a962f",
+                    "9f823bfb994fe19f0c763fbba7d59a05644bf4bfcb7049c4acf0e34c59cbe468",
+                    (359, 264, 198, 166, 200, 160, 170, 147, 166, 177)),
     },
     credit="USPS handwritten zip-code digits: Y. LeCun et al., \"Handwritten digit recognition with a "
            "back-propagation network\", NIPS 2 (1990); the 16x16 files distributed with T. Hastie, "

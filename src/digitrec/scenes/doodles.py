@@ -12,10 +12,9 @@ equal probabilities, and benchmarks/nondigits.py measures how often the model st
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from .canvas import FIELD, GLYPH
-from .nondigits import fit_field, font_files
+from .nondigits import fit_field, in_font
 from .strokes import draw_strokes, smooth_path
 
 DOODLES = ("smiley", "heart", "star", "arrow", "letter", "tick", "cross")
@@ -116,16 +115,6 @@ def by_hand(strokes: list, rng: np.random.Generator, field: int) -> np.ndarray:
         xy = np.stack([x, p[:, 1] - 0.5], 1) @ rot.T * g + field / 2
         lines.append(smooth_path(xy, 3) if len(xy) > 2 else xy)
     return fit_field(draw_strokes(lines, field, field, rng.uniform(0.07, 0.14) * g), field)
-
-
-def in_font(letter: str, rng: np.random.Generator, field: int) -> np.ndarray:
-    """A letter set in a font (DejaVu, or Pillow's own) as a glyph."""
-    fonts = font_files()
-    path = fonts[rng.integers(len(fonts))]
-    font = ImageFont.truetype(str(path), field) if path else ImageFont.load_default(size=field)
-    im = Image.new("L", (2 * field, 2 * field))
-    ImageDraw.Draw(im).text((field // 2, field // 4), letter, fill=255, font=font)
-    return fit_field(np.asarray(im, np.float32) / 255.0, field)
 
 
 def doodle(kind: str, rng: np.random.Generator, field: int = 112) -> np.ndarray:

@@ -67,7 +67,8 @@ def _hand_letter(letter: str, rng: np.random.Generator, field: int) -> np.ndarra
     return fit_field(draw_strokes(lines, field, field, rng.uniform(0.08, 0.15) * g * 0.8), field)
 
 
-def _font_letter(letter: str, rng: np.random.Generator, field: int) -> np.ndarray:
+def in_font(letter: str, rng: np.random.Generator, field: int) -> np.ndarray:
+    """A letter set in a font (DejaVu, or Pillow's own) as a glyph."""
     fonts = font_files()
     path = fonts[rng.integers(len(fonts))]
     font = ImageFont.truetype(str(path), field) if path else ImageFont.load_default(size=field)
@@ -103,5 +104,5 @@ def non_digit(kind: str, rng: np.random.Generator, field: int = 112) -> np.ndarr
         return draw_strokes([smooth_path(pts)], field, field, rng.uniform(0.06, 0.12) * g)
     if kind in ("letter_font", "letter_hand"):
         letter = LETTERS[rng.integers(len(LETTERS))]
-        return _font_letter(letter, rng, field) if kind == "letter_font" else _hand_letter(letter, rng, field)
+        return in_font(letter, rng, field) if kind == "letter_font" else _hand_letter(letter, rng, field)
     raise ValueError(f"unknown non-digit kind {kind!r}; known: {', '.join(NON_DIGITS)}")
