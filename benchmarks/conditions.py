@@ -145,6 +145,39 @@ def condition_table(names: list[str], answers: dict[str, list[dict]], truth: dic
                   f"{100 * raw:.2f}% | **{100 * (acc - raw):+.2f} pt** |")
 
 
+def rapidocr_reads(paths: list[str]) -> list[str]:
+    """RapidOCR's text detector and recogniser (PP-OCR models as ONNX, shipped in the `rapidocr`
+    wheel) on each image, as a general OCR reads a cell: the digits among the texts it finds."""
+    import logging
+
+    from rapidocr import RapidOCR
+
+    logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+    engine = RapidOCR()
+    out = []
+    for path in paths:
+        found = engine(path)
+        out.append("".join(ch for ch in "".join(found.txts or ()) if ch.isdigit()))
+    return out
+
+
+def in_folder(written: list[str], name: str) -> list[str]:
+    """The digits' images of condition `name`, in the order written."""
+    return [p for p in written if Path(p).parent.name == name and NON_DIGIT_FOLDER not in p]
+
+
+def peer_table(peers: dict[str, list[str]], answers: dict[str, list[dict]], truth: dict[str, list[int]],
+               classes: list[str]) -> None:
+    """digitrec against RapidOCR on the same images (a peer's reading is right when the digits it
+    finds are exactly the label)."""
+    print("\n| condition | n | digitrec | RapidOCR (detector + recogniser) |")
+    print("|---|---:|---:|---:|")
+    for name, reads in peers.items():
+        ours = np.mean([r.get("label") == classes[y] for r, y in zip(answers[name], truth[name])])
+        theirs = np.mean([got == classes[y] for got, y in zip(reads, truth[name])])
+        print(f"| {name} | {len(reads):,} | {pct(ours)} | {pct(theirs)} |")
+
+
 def non_digit_table(rows: list[tuple[str, str, dict]]) -> None:
     """rows: (kind, condition, answer) for every non-digit."""
     print("\n| non-digit kind | n | ok | unsure | blank |")
@@ -205,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for rendering and reading")
     ap.add_argument("--data-dir", type=Path, default=None, help="data cache folder")
     ap.add_argument("--keep", type=Path, default=None, help="write the images here and keep them")
+    ap.add_argument("--peers", action="store_true",
+                    help="also read the document conditions' (and clean paper's) images with RapidOCR's detector "
+                         "and recogniser (pip install rapidocr: PP-OCR as ONNX), side by side")
     args = ap.parse_args(argv)
     groups = {"all": list(scenes.CONDITIONS), "documents": list(scenes.DOCUMENTS)}
     names = [m for n in args.conditions.split(",") if n.strip() for m in groups.get(n.strip(), [n.strip()])]
@@ -241,20 +277,22 @@ def main(argv=None) -> int:
         folders = [folder / n for n in names] + ([folder / NON_DIGIT_FOLDER] if args.non_digits else [])
         answers = predict_folders(folders, args.checkpoint, args.jobs)
         t2 = time.perf_counter()
+        peers = {n: rapidocr_reads(in_folder(list(shapes), n)) for n in names
+                 if args.peers and (n in scenes.DOCUMENTS or n == "clean_paper")}
     written = list(shapes)
-    by_condition = {n: [answers[p] for p in written if Path(p).parent.name == n and NON_DIGIT_FOLDER not in p]
-                    for n in names}
-    truth = {n: [int(y[int(Path(p).stem)]) for p in written if Path(p).parent.name == n and NON_DIGIT_FOLDER not in p]
-             for n in names}
+    by_condition = {n: [answers[p] for p in in_folder(written, n)] for n in names}
+    truth = {n: [int(y[int(Path(p).stem)]) for p in in_folder(written, n)] for n in names}
     raw = predictor.probabilities(list(x)).argmax(1) == y
     raw_right = {n: raw[picks[n]] for n in names}
     textbook_right = {}  # the same renders, prepared the textbook way (digitrec.inference.textbook), same model
     for n in names:
-        paths = [p for p in written if Path(p).parent.name == n and NON_DIGIT_FOLDER not in p]
+        paths = in_folder(written, n)
         textbook_right[n] = predictor.probabilities([shapes[p][1] for p in paths]).argmax(1) == np.array(truth[n])
     print(f"rendered {len(tasks):,} images in {t1 - t0:.0f} s; `digitrec predict` read them in {t2 - t1:.0f} s "
           f"({1000 * (t2 - t1) * args.jobs / len(tasks):.1f} ms per image per process)\n")
     condition_table(names, by_condition, truth, raw_right, textbook_right, predictor.classes, scenes.DOCUMENTS)
+    if peers:
+        peer_table(peers, by_condition, truth, predictor.classes)
     if args.non_digits:
         report_non_digits(written, answers, shapes, predictor, x)
     return 0

@@ -130,5 +130,9 @@ def test_the_shipped_model_follows_the_shipping_rule():
         ckpt = load_checkpoint(path)
     config = ckpt.meta["config"]
     assert metrics["test_accuracy"] >= 0.9965 and config["real_world"] > 0 and config["outliers"] > 0
+    assert config["real_sets"] > 0 and config["styles"] > 0, "trained also on real writers and continental shapes"
     assert ckpt.meta["metrics"]["test_accuracy"] == metrics["test_accuracy"]
     assert ckpt.card.calibrated
+    from digitrec.ink import PREPARATION
+
+    assert ckpt.card.preparation == PREPARATION.to_json(), "served under the preprocessing it was trained under"
