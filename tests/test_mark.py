@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from digitrec.ink import EDGE, choose_mark, ink_map
+from digitrec.ink import EDGE, ink_map
+from digitrec.marks import choose_mark
 from digitrec.inference.preprocess import preprocess
 from synth import draw_text
 

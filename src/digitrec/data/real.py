@@ -186,11 +186,11 @@ def _prepare_pages(pages: torch.Tensor, how: str) -> np.ndarray:
 def code_key(spec: RealSet) -> str:
     """What the prepared inputs depend on: this module's rendering, the preprocessing code, the
     records' published sums. 12 hex digits."""
-    from ..inference import decode, preprocess, textbook
-    from .. import ink
+    from .. import ink, marks
+    from ..inference import decode, pixels, preprocess, textbook
 
     h = hashlib.sha256(f"{RENDER_VERSION} {CANVAS} {HEIGHTS} {PAPER} {INK} {NOISE}".encode())
-    for mod in (decode, preprocess, textbook, ink):
+    for mod in (decode, pixels, preprocess, textbook, ink, marks):
         h.update(Path(mod.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     for rf in spec.files.values():

@@ -26,7 +26,8 @@ from PIL import Image
 
 from ..card import LINE_HEIGHT, LINE_INK_HEIGHT, LINE_PAD, LINE_STRIDE, LineCard
 from ..errors import CheckpointError
-from ..ink import EDGE, PREPARATION, box_stroke, dilate
+from ..ink import EDGE, PREPARATION
+from ..marks import box_stroke, dilate
 from .onnxrun import session
 from .predictor import softmax
 

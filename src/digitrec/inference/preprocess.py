@@ -35,7 +35,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import PreprocessError  # noqa: F401  (re-exported: what preprocess raises)
-from ..ink import PREPARATION, SIZE, Preparation, choose_mark, fit, ink_box, ink_map, noise_sigma, thicken
+from ..ink import PREPARATION, SIZE, Preparation, ink_map, noise_sigma
+from ..marks import choose_mark, fit, ink_box, thicken
 from .decode import MAX_BYTES, MAX_PIXELS, Decoded, decode
 
 

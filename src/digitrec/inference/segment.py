@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ink import EDGE, fit, thicken
+from ..ink import EDGE
+from ..marks import fit, thicken
 from .reading import Character
 from .find import Box, Limits, Piece, group_lines, grow, line_height, merge_pieces, pieces
 

@@ -29,8 +29,9 @@ from .renders import RENDERING
 PART = 500  # lines per cached part
 # The source files the cache key hashes: the scenes modules a render runs (as renders.py's key),
 # and the reader's code that finds and prepares the ink.
-CODE = (*RENDERING, "ink.py", "inference/decode.py", "inference/preprocess.py", "inference/find.py",
-        "inference/lineread.py", "inference/linemodel.py", "training/renders.py", "training/linebank.py")
+CODE = (*RENDERING, "ink.py", "marks.py", "inference/decode.py", "inference/pixels.py", "inference/preprocess.py",
+        "inference/find.py", "inference/lineread.py", "inference/linemodel.py", "training/renders.py",
+        "training/linebank.py")
 # The conditions lines are drawn from, with weights: low resolution (a line scanned 10 to 16 px
 # high, as its digits are) weighs most, hairlines next. Not soft_gray (its blur, sized for one
 # digit, smears a whole line into fog) nor 6-9 px lines (unreadable blocks): noise, not lessons.

@@ -36,7 +36,7 @@ from ..card import LineCard
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
 from ..inference.linemodel import HEIGHT, INK_HEIGHT, META_KEY, PAD, STRIDE, LineModel, greedy, strip
-from ..ink import dilate
+from ..marks import dilate
 from ..models import LineNet, count_parameters
 from ..util import atomic_write, say, write_json
 from .config import LineConfig, from_json

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ink import fit, thicken
+from ..marks import fit, thicken
 
 KINDS = ("pair", "shape")
 

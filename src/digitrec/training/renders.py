@@ -52,7 +52,8 @@ MIX: dict[str, float] = {"lowres_6_16": 4.0, "soft_gray": 1.0, "faint_pencil": 1
 # against the imports. ink.py: preprocess measures strokes with it.
 RENDERING = tuple(f"scenes/{m}.py" for m in ("canvas", "strokes", "paper", "pens", "damage", "printing",
                                               "documents", "register", "conditions"))
-CODE = (*RENDERING, "ink.py", "inference/preprocess.py", "inference/decode.py", "training/renders.py")
+CODE = (*RENDERING, "ink.py", "marks.py", "inference/preprocess.py", "inference/decode.py", "inference/pixels.py",
+        "training/renders.py")
 
 
 def condition(name: str) -> scenes.Condition:
