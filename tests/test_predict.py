@@ -217,7 +217,7 @@ def test_backend_errors_are_messages(tmp_path, monkeypatch, capsys):
 def test_predict_image_runs_preprocessing(predictor):
     answer, pre = predictor.predict_image(glyph_png("3"))
     assert pre.inverted and pre.image.shape == (28, 28)
-    assert answer == predictor.predict([preprocess(glyph_png("3")).image])[0]
+    assert answer == predictor.predict([preprocess(glyph_png("3"))])[0], "the same two views as predict()"
     answer, pre = predictor.predict_image(glyph_png(" "))  # nothing drawn
     assert pre.blank and answer.status == "blank"
 
@@ -258,7 +258,7 @@ def test_find_images_recurses_and_skips_previews(folder):
 
 
 def test_json_output_reports_every_file_and_exit_code(folder, ckpt, capsys):
-    code, out, err = run(capsys, folder, "--checkpoint", ckpt, "--json", "--top-k", "2")
+    code, out, err = run(capsys, folder, "--json", "--top-k", "2")  # the shipped model: it reads the glyphs
     rows = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in out.splitlines()}
     assert set(rows) == {"blank.png", "broken.jpg", "empty.png", "one.png", "seven.png"}
     assert code == 1, "a file failed, so the exit code says so"
@@ -280,15 +280,14 @@ def test_all_good_files_exit_zero(folder, ckpt, capsys):
 
 
 def test_text_output_top_k_and_errors_on_stderr(folder, ckpt, capsys):
-    code, out, err = run(capsys, folder / "one.png", folder / "broken.jpg", folder / "missing.png",
-                         "--checkpoint", ckpt, "--top-k", "3")
+    code, out, err = run(capsys, folder / "one.png", folder / "broken.jpg", folder / "missing.png", "--top-k", "3")
     assert code == 1
     assert out.split("  [")[0].count("%") == 3, "three guesses on the one good line (then any unsure reason)"
     assert "broken.jpg: error: " in err and "missing.png: error: no such file" in err
 
 
 def test_csv_output(folder, ckpt, capsys, predictor):
-    code, out, _ = run(capsys, folder, "--checkpoint", ckpt, "--csv")
+    code, out, _ = run(capsys, folder, "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     # In path order (sub/blank.png after one.png), errors in place.
     assert [r["path"].split("/")[-1] for r in rows] == ["broken.jpg", "empty.png", "one.png", "blank.png",
@@ -441,3 +440,32 @@ def test_a_model_served_under_other_preprocessing_says_so(synth_run, tmp_path, c
     torch.save(ckpt, tmp_path / "other.pt")
     Predictor(tmp_path / "other.pt", backend="torch")
     assert "min_contrast 0.2 -> 0.12" in capsys.readouterr().err
+
+
+def test_what_preprocess_returned_is_read_in_two_views(monkeypatch):
+    """Issue "world's handwriting", item 4: an image's answer is the mean of the model's
+    probabilities for preprocess()'s input and for the textbook preparation of the same decode
+    (chosen on validation renders); a bare 28x28 array is read as it is."""
+    import digitrec.inference.predictor as predictor_module
+    from synth import draw_text
+
+    shipped = Predictor()
+    pre = preprocess(draw_text(["4"]))
+    alone = shipped.probabilities([pre.image])[0]
+    seen = []
+    view = np.zeros((28, 28), np.uint8)
+    view[4:24, 13:16] = 255  # another view: a 1
+
+    def fake_textbook(decoded):
+        seen.append(decoded)
+        return view
+
+    monkeypatch.setattr(predictor_module, "textbook", fake_textbook)
+    got = shipped.predict([pre])[0]
+    want = (alone + shipped.probabilities([view])[0]) / 2
+    assert seen == [pre.decoded], "the textbook view is made from the answer's own decode"
+    assert max(abs(got.probabilities[c] - float(want[i])) for i, c in enumerate(shipped.classes)) < 1e-6
+    assert shipped.predict([pre.image])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6)
+    monkeypatch.setattr(predictor_module, "textbook", lambda decoded: np.zeros((28, 28), np.uint8))
+    assert shipped.predict([pre])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6), \
+        "a view without ink is left out"

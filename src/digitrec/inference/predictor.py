@@ -20,6 +20,7 @@ from ..errors import PreprocessError  # noqa: F401  (re-exported for callers of 
 from ..ink import PREPARATION, Preparation
 from .backends import open_model
 from .preprocess import MAX_BYTES, MAX_PIXELS, Preprocessed, preprocess
+from .textbook import textbook
 
 _TABLE = ("probabilities", "top")  # fields that are tables, not single values: CSV spreads them out
 BLANK_REASON = "no ink found: nothing in the image differs from the paper"  # the reason of every blank answer
@@ -208,7 +209,23 @@ class Predictor:
         arrays = [im.image if isinstance(im, Preprocessed) else np.asarray(im) for im in images]
         blank = [not a.any() for a in arrays]
         inked = [isinstance(im, Preprocessed) and im.found_ink for im in images]
-        return answers(self.probabilities(arrays), self.classes, self.card.threshold, top_k, blank, inked)
+        return answers(self.two_views(images, arrays, blank), self.classes, self.card.threshold, top_k, blank, inked)
+
+    def two_views(self, images, arrays: list[np.ndarray], blank: list[bool]) -> np.ndarray:
+        """(N, C) probabilities: of each image's input, and for what preprocess() returned (a
+        Preprocessed, which holds the decode), the mean with those of the textbook preparation of
+        the same decode where it finds ink (textbook.py: a plain crop, 20x20 fit, centre of mass).
+        The two fail apart: a low-resolution scan that preprocess() breaks into pieces is whole
+        to the textbook crop, and a form's frame that spoils the crop is left out by preprocess().
+        Chosen on validation renders (docs/notes/world-handwriting.md): the mean of 21 conditions
+        99.33 -> 99.62%, 8x8 scans 93.3 -> 98.7%, documents 95.5 -> 96.1%."""
+        probs = self.probabilities(arrays)
+        both = [i for i, im in enumerate(images) if isinstance(im, Preprocessed) and not blank[i]]
+        views = [textbook(images[i].decoded) for i in both]
+        keep = [i for i, v in zip(both, views) if v.any()]
+        if keep:
+            probs[keep] = (probs[keep] + self.probabilities([v for v in views if v.any()])) / 2
+        return probs
 
     def predict_image(self, source, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
                       top_k: int | None = None) -> tuple[Answer, Preprocessed]:
