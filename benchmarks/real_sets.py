@@ -34,13 +34,25 @@ def accuracy(pred: np.ndarray, labels: np.ndarray, classes: int = 10) -> tuple[l
     return per, 100 * float((pred == labels).mean()) if len(labels) else float("nan")
 
 
-def score(predictor, name: str, split: str, how: str, data_dir) -> dict:
+def probabilities(predictor, name: str, split: str, how: str, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, labels, probabilities) of a split prepared `how`; "both" is what `digitrec predict`
+    answers (Predictor.two_views): where the model is not sure of preprocess()'s input, the mean
+    of its probabilities and those of the textbook crop (where that finds ink)."""
     from digitrec.data.real import prepared
 
-    t = time.perf_counter()
+    if how == "both":
+        x, y, p = probabilities(predictor, name, split, "preprocess", data_dir)
+        book, _, q = probabilities(predictor, name, split, "textbook", data_dir)
+        inked = book.reshape(len(book), -1).any(1) & x.reshape(len(x), -1).any(1) & (p.max(1) < predictor.threshold)
+        return x, y, np.where(inked[:, None], (p + q) / 2, p)
     digits = prepared(name, split, how, data_dir)
     x, y = digits.images.numpy(), digits.labels.numpy()
-    probs = np.concatenate([predictor.probabilities(x[i : i + 1000]) for i in range(0, len(x), 1000)])
+    return x, y, np.concatenate([predictor.probabilities(x[i : i + 1000]) for i in range(0, len(x), 1000)])
+
+
+def score(predictor, name: str, split: str, how: str, data_dir) -> dict:
+    t = time.perf_counter()
+    x, y, probs = probabilities(predictor, name, split, how, data_dir)
     pred = probs.argmax(1)
     per, overall = accuracy(pred, y)
     blank = int((x.reshape(len(x), -1).max(1) == 0).sum())
@@ -67,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", help="a checkpoint or ONNX file (default: the model shipped with digitrec)")
     ap.add_argument("--backend", default="torch", choices=("torch", "onnx", "auto"))
     ap.add_argument("--data-dir", help="the data folder (default: $DIGITREC_DATA or ~/.cache/digitrec)")
-    ap.add_argument("--textbook", action="store_true", help="add a column for the textbook preparation")
+    ap.add_argument("--textbook", action="store_true", help="add columns for the textbook preparation alone and "
+                                                             "for both views, as `digitrec predict` reads an image")
     args = ap.parse_args(argv)
 
     from _common import machine
@@ -79,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor(args.checkpoint, backend=args.backend)
         columns = {}
         for name, split in SETS:
-            for how in ("preprocess", "textbook") if args.textbook else ("preprocess",):
-                label = f"{name} {split}" + (" textbook" if how == "textbook" else "")
+            for how in ("preprocess", "textbook", "both") if args.textbook else ("preprocess",):
+                label = f"{name} {split}" + ("" if how == "preprocess" else f" {how}")
                 columns[label] = score(predictor, name, split, how, args.data_dir)
     except DigitrecError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -442,10 +442,11 @@ def test_a_model_served_under_other_preprocessing_says_so(synth_run, tmp_path, c
     assert "min_contrast 0.2 -> 0.12" in capsys.readouterr().err
 
 
-def test_what_preprocess_returned_is_read_in_two_views(monkeypatch):
-    """Issue "world's handwriting", item 4: an image's answer is the mean of the model's
-    probabilities for preprocess()'s input and for the textbook preparation of the same decode
-    (chosen on validation renders); a bare 28x28 array is read as it is."""
+def test_what_preprocess_returned_and_the_model_doubts_is_read_in_two_views(monkeypatch):
+    """Issue "world's handwriting", item 4: where the model is not sure of preprocess()'s input,
+    the answer is the mean of its probabilities for that input and for the textbook preparation
+    of the same decode (chosen on validation renders); a sure answer, or a bare 28x28 array, is
+    read as it is."""
     import digitrec.inference.predictor as predictor_module
     from synth import draw_text
 
@@ -455,17 +456,17 @@ def test_what_preprocess_returned_is_read_in_two_views(monkeypatch):
     seen = []
     view = np.zeros((28, 28), np.uint8)
     view[4:24, 13:16] = 255  # another view: a 1
-
-    def fake_textbook(decoded):
-        seen.append(decoded)
-        return view
-
-    monkeypatch.setattr(predictor_module, "textbook", fake_textbook)
-    got = shipped.predict([pre])[0]
-    want = (alone + shipped.probabilities([view])[0]) / 2
+    monkeypatch.setattr(predictor_module, "textbook", lambda decoded: seen.append(decoded) or view)
+    assert alone.max() >= shipped.threshold
+    assert shipped.predict([pre])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6) and not seen, \
+        "a sure answer is read from preprocess()'s input alone"
+    doubtful = Predictor()
+    object.__setattr__(doubtful, "card", dataclasses.replace(doubtful.card, threshold=1.0))
+    got = doubtful.predict([pre])[0]
+    want = (doubtful.probabilities([pre.image])[0] + doubtful.probabilities([view])[0]) / 2
     assert seen == [pre.decoded], "the textbook view is made from the answer's own decode"
-    assert max(abs(got.probabilities[c] - float(want[i])) for i, c in enumerate(shipped.classes)) < 1e-6
-    assert shipped.predict([pre.image])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6)
+    assert max(abs(got.probabilities[c] - float(want[i])) for i, c in enumerate(doubtful.classes)) < 1e-6
+    assert doubtful.predict([pre.image])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6)
     monkeypatch.setattr(predictor_module, "textbook", lambda decoded: np.zeros((28, 28), np.uint8))
-    assert shipped.predict([pre])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6), \
+    assert doubtful.predict([pre])[0].probabilities["4"] == pytest.approx(float(alone[4]), abs=1e-6), \
         "a view without ink is left out"
