@@ -349,6 +349,8 @@ def test_read_answers_the_text_and_each_character(shipped_client):
     assert a["text"] == "2026\n17" and a["status"] in ("ok", "unsure") and a["lines"] == [4, 2]
     assert [c["label"] for c in a["characters"]] == list("202617")
     assert all(len(c["box"]) == 4 and len(c["probabilities"]) == 10 for c in a["characters"])
+    assert {c["model"] for c in a["characters"]} <= {"line", "classifier"} and a["characters"][0]["model"], \
+        "each character names the model that answered it"
     blank = shipped_client.post("/api/read", content=drawn(["1"])[:0] or png(" "))
     assert blank.json()["status"] == "blank" and blank.json()["text"] == ""
 

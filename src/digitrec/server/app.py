@@ -81,7 +81,8 @@ def reading_model():
     """/api/read's schema for /docs: the text, and each character as an Answer with its box."""
     from pydantic import create_model
 
-    character = create_model("Character", box=(tuple[int, int, int, int], ...), **_answer_fields())
+    character = create_model("Character", box=(tuple[int, int, int, int], ...),
+                             model=(typing.Literal["line", "classifier"], ...), **_answer_fields())
     size = create_model("ImageSize", width=(int, ...), height=(int, ...))
     return create_model("Reading", text=(str, ...), status=(str, ...), confidence=(typing.Optional[float], None),
                         reason=(typing.Optional[str], None), lines=(list[int], ...),
