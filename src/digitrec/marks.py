@@ -15,6 +15,8 @@ from PIL import Image
 
 from .ink import BOX, EDGE, PREPARATION, SIZE, Preparation, stroke_width
 
+EIGHT = np.ones((3, 3), bool)  # 8-connected: pixels touching at a corner are one blob
+
 
 def _unframe(ink: np.ndarray, labels: np.ndarray, boxes, p: Preparation) -> np.ndarray:
     """Ink with closed frames (a form's printed box) wiped along their four sides: a blob at
@@ -38,23 +40,22 @@ def _unframe(ink: np.ndarray, labels: np.ndarray, boxes, p: Preparation) -> np.n
     return out
 
 
-def _blobs(ink: np.ndarray, p: Preparation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, boxes (n, 4) as left top right bottom, mass (n,), rule (n,)) of the ink at its EDGE:
-    each straight rule or underline (rule_aspect times wider than tall, a quarter of the image
-    wide) a blob of its own; the rest grouped where closer than mark_join of the image (the
-    pieces of a blurred or broken scan are one blob)."""
+def _blobs(ink: np.ndarray, first: np.ndarray, p: Preparation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, boxes (n, 4) as left top right bottom, mass (n,), rule (n,)) of the ink at its EDGE
+    (`first`: its 8-connected labels): each straight rule or underline (rule_aspect times wider
+    than tall, a quarter of the image wide) a blob of its own; the rest grouped where closer than
+    mark_join of the image (the pieces of a blurred or broken scan are one blob)."""
     from scipy import ndimage
 
-    eight = np.ones((3, 3), bool)
-    mask = ink >= EDGE
-    first, n = ndimage.label(mask, structure=eight)
     box = np.array([(c.start, r.start, c.stop, r.stop) for r, c in ndimage.find_objects(first)], np.int64)
     rules = ((box[:, 2] - box[:, 0]) >= p.rule_aspect * (box[:, 3] - box[:, 1])) & \
         ((box[:, 2] - box[:, 0]) >= 0.25 * ink.shape[1])
     on_rule = np.concatenate([[False], rules])[first]
-    rest = mask & ~on_rule
+    rest = (first > 0) & ~on_rule
     reach = int(round(p.mark_join * min(ink.shape)))
-    grouped, m = ndimage.label(ndimage.binary_dilation(rest, iterations=reach) if reach else rest, structure=eight)
+    # within `reach` steps of the rest (the L1 distance: `reach` 4-connected dilations, in one pass)
+    near = ndimage.distance_transform_cdt(~rest, metric="taxicab") <= reach if reach and rest.any() else rest
+    grouped, m = ndimage.label(near, structure=EIGHT)
     labels = np.where(rest, grouped, 0)
     labels[on_rule] = m + np.cumsum(rules)[first[on_rule] - 1]
     total = m + int(rules.sum())
@@ -73,13 +74,16 @@ def choose_mark(ink: np.ndarray, p: Preparation = PREPARATION) -> np.ndarray:
     was left out)."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(ink >= EDGE, structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(ink >= EDGE, structure=EIGHT)
     if n < 1:
         return ink
-    ink = _unframe(ink, labels, ndimage.find_objects(labels), p)
-    if not (ink >= EDGE).any():
+    unframed = _unframe(ink, labels, ndimage.find_objects(labels), p)
+    if unframed is not ink:  # a frame's sides were wiped: what is left is labelled again
+        ink = unframed
+        labels, n = ndimage.label(ink >= EDGE, structure=EIGHT)
+    if n < 2:
         return ink
-    labels, boxes, mass, rule = _blobs(ink, p)
+    labels, boxes, mass, rule = _blobs(ink, labels, p)
     if len(mass) < 2 or rule.all():
         return ink
     bh = boxes[:, 3] - boxes[:, 1]
