@@ -152,7 +152,7 @@ def test_openapi_docs(client):
     reading = spec["components"]["schemas"][read.split("/")[-1]]["properties"]
     assert {"text", "status", "confidence", "characters", "lines"} <= set(reading)
     character = spec["components"]["schemas"]["Character"]["properties"]
-    assert {f.name for f in fields(Answer)} | {"box"} == set(character)
+    assert {f.name for f in fields(Answer)} | {"box", "model"} == set(character)
     assert {"408", "413", "503"} <= set(post["responses"])
     html = client.get("/docs").text
     assert "/docs/swagger-ui-bundle.js" in html and "cdn." not in html and "https://" not in html
