@@ -200,16 +200,14 @@ def _caption(im: Image.Image, text: str, height: int = 22) -> Image.Image:
     return out
 
 
-def _side_by_side(images: list[Image.Image], gap: int = 8) -> bytes:
+def _side_by_side(images: list[Image.Image], gap: int = 8) -> Image.Image:
     h = max(im.height for im in images)
     out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1), h), "white")
     x = 0
     for im in images:
         out.paste(im, (x, 0))
         x += im.width + gap
-    buf = io.BytesIO()
-    out.save(buf, "PNG")
-    return buf.getvalue()
+    return out
 
 
 def _open_png(data: bytes) -> Image.Image:
@@ -273,7 +271,7 @@ def explanation_picture(pre, answer, predictor) -> bytes:
     side = [_caption(_open_png(got["image_png"]), f"read as {got['label']} ({100 * answer.confidence:.1f}%)"),
             _caption(_open_png(got["input_png"]), f"why {got['label']}"),
             _caption(_open_png(got["runner_up_png"]), f"why not {got['runner_up']}")]
-    return with_key(_open_png(_side_by_side(side)), "the label above it")
+    return with_key(_side_by_side(side), "the label above it")
 
 
 def _character_saliency(c, predictor, line_model) -> tuple[np.ndarray, tuple]:
